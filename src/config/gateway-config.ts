@@ -1,0 +1,108 @@
+/**
+ * The typed configuration, parsed once from Orthanc-style JSON files (see load-config.ts).
+ * Field names mirror the Orthanc configuration keys so that a reader can map them one to one.
+ */
+
+export interface RemoteCoreConfig {
+  /** Base URL of a real Orthanc's REST API, e.g. http://127.0.0.1:8042 */
+  url: string;
+  username?: string;
+  password?: string;
+}
+
+export interface DicomWebServerConfig {
+  url: string;
+  username?: string;
+  password?: string;
+  httpHeaders: Record<string, string>;
+  certificateFile?: string;
+  certificateKeyFile?: string;
+  certificateKeyPassword?: string;
+  /** Seconds; 0 = use the global HttpTimeout. */
+  timeout: number;
+  hasDelete: boolean;
+  chunkedTransfers: boolean;
+  /** Any other user-defined properties, kept as given (Orthanc allows them). */
+  userProperties: Record<string, unknown>;
+}
+
+export interface DicomWebConfig {
+  enable: boolean;
+  /** Always begins and ends with '/', e.g. '/dicom-web/'. */
+  root: string;
+  enableWado: boolean;
+  /** Always begins with '/', no trailing '/', e.g. '/wado'. */
+  wadoRoot: string;
+  /** Host (and optional port) to use in absolute URLs instead of the request's Host header. */
+  host?: string;
+  ssl: boolean;
+  /** Public root to use in absolute URLs (reverse proxies), begins and ends with '/'. */
+  publicRoot?: string;
+  /** 0 = no limit */
+  stowMaxInstances: number;
+  /** Megabytes; 0 = no limit */
+  stowMaxSize: number;
+  qidoCaseSensitive: boolean;
+  studiesMetadata: 'Full' | 'MainDicomTags' | 'Extrapolate';
+  seriesMetadata: 'Full' | 'MainDicomTags' | 'Extrapolate';
+  enableMetadataCache: boolean;
+  otherBinaryMode: 'BulkDataURI' | 'InlineBinary';
+  servers: Record<string, DicomWebServerConfig>;
+}
+
+export interface OrthancPeerConfig {
+  url: string;
+  username?: string;
+  password?: string;
+  httpHeaders: Record<string, string>;
+  certificateFile?: string;
+  certificateKeyFile?: string;
+  certificateKeyPassword?: string;
+}
+
+export interface DicomModalityConfig {
+  aet: string;
+  host: string;
+  port: number;
+  manufacturer: string;
+  allowEcho: boolean;
+  allowFind: boolean;
+  allowMove: boolean;
+  allowStore: boolean;
+}
+
+export interface GatewayConfig {
+  /** The files the configuration was read from, in order (for messages). */
+  sourceFiles: string[];
+  name: string;
+  httpPort: number;
+  remoteAccessAllowed: boolean;
+  authenticationEnabled: boolean;
+  /** user name -> password */
+  registeredUsers: Record<string, string>;
+  /** Absolute path. */
+  storageDirectory: string;
+  /** Absolute path; defaults to storageDirectory. */
+  indexDirectory: string;
+  /** Megabytes; 0 = no limit */
+  maximumStorageSize: number;
+  /** 0 = no limit */
+  maximumPatientCount: number;
+  /** Seconds, for outbound HTTP (client primitives, peers, remote core). 0 = no timeout. */
+  httpTimeout: number;
+  httpProxy?: string;
+  httpsVerifyPeers: boolean;
+  httpsCACertificates?: string;
+  orthancPeers: Record<string, OrthancPeerConfig>;
+  dicomModalities: Record<string, DicomModalityConfig>;
+  dicomServerEnabled: boolean;
+  dicomAet: string;
+  dicomPort: number;
+  defaultEncoding: string;
+  logExportedResources: boolean;
+  dicomWeb: DicomWebConfig;
+  /** Set when the gateway fronts a real Orthanc ("Core": {"Url": ...}); absent = embedded core. */
+  core?: RemoteCoreConfig;
+  /** Our addition: path of the OHIF viewer, or undefined when disabled ("Ohif": {"Enable", "Root"}). */
+  ohifRoot?: string;
+}
