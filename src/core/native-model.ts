@@ -68,6 +68,11 @@ export interface FindRequest {
   RequestedTags?: string[];
   Labels?: string[];
   LabelsConstraint?: 'All' | 'Any' | 'None';
+  /**
+   * What each expanded answer must hold (Orthanc 1.12.5's option). Absent = everything. A QIDO search asks
+   * only for MainDicomTags + RequestedTags so that the core need not list children or parents.
+   */
+  ResponseContent?: Array<'MainDicomTags' | 'Children' | 'Parent' | 'Labels' | 'IsStable'>;
 }
 
 /** One answer of POST /tools/lookup. */

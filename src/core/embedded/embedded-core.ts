@@ -1,0 +1,814 @@
+import type Database from 'better-sqlite3';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import { createHash, randomUUID } from 'node:crypto';
+import type { GatewayConfig } from '../../config/gateway-config';
+import {
+  CoreError,
+  type ChangesPage,
+  type FileStream,
+  type FindRequest,
+  type InstanceResource,
+  type LookupMatch,
+  type NativeCore,
+  type Resource,
+  type ResourceLevel,
+  type StoreInput,
+  type StoreResult,
+  type SystemInfo,
+} from '../native-model';
+import { LEVELS, LEVEL_PATH, LEVEL_TAGS, LEVEL_UID_TAG, indexedTags, levelIndex } from '../main-dicom-tags';
+import { orthancId, isOrthancId } from '../orthanc-ids';
+import { openIndex, LEVEL_CODE } from './schema';
+import { StorageArea, readFileHead } from './storage-area';
+import { buildConstraints, fold, matchesValue, type Constraint } from './find-query';
+import { DicomParseError, parseDicom, elementToString, type ParsedDicom, type DicomDataset } from '../../dicom/dicom-file';
+import { normalizeTag, tagToKeyword, toOrthancTag, vrOfTag } from '../../dicom/dictionary';
+import { VERSION } from '../../server/version';
+
+/** Seconds without new instances after which Orthanc calls a resource stable (its StableAge default). */
+const STABLE_AGE_SECONDS = 60;
+/** Enough to hold the header of nearly every file; a larger header is read whole. */
+const HEADER_READ_BYTES = 1 << 20;
+const DICOM_ATTACHMENT = 1;
+
+interface ResourceRow {
+  internal_id: number;
+  public_id: string;
+  level: number;
+  parent_id: number | null;
+  patient_id: number;
+  study_id: number | null;
+  series_id: number | null;
+  dicom_uid: string;
+  tags: string;
+  last_update: string;
+}
+
+interface AttachmentRow {
+  uuid: string;
+  size: number;
+  md5: string;
+}
+
+type ResponseContent = NonNullable<FindRequest['ResponseContent']>[number];
+
+/** Orthanc's timestamp format, e.g. 20240131T235959. */
+export function orthancTimestamp(date = new Date()): string {
+  return date.toISOString().replace(/[-:]/g, '').slice(0, 15);
+}
+
+function levelName(code: number): ResourceLevel {
+  return LEVELS[code];
+}
+
+export class EmbeddedCore implements NativeCore {
+  readonly kind = 'embedded' as const;
+  readonly db: Database.Database;
+  readonly storage: StorageArea;
+  private totalSize: number;
+
+  constructor(private readonly config: GatewayConfig) {
+    this.db = openIndex(config.indexDirectory);
+    this.storage = new StorageArea(config.storageDirectory);
+    this.recoverFromCrash();
+    this.totalSize = (this.db.prepare('SELECT COALESCE(SUM(size), 0) AS s FROM attachments').get() as { s: number }).s;
+  }
+
+  /** Files whose write or delete was interrupted: a write that never reached the index is removed, a delete is finished. */
+  private recoverFromCrash(): void {
+    const pending = this.db.prepare('SELECT uuid, operation FROM pending_files').all() as Array<{ uuid: string; operation: string }>;
+    const referenced = this.db.prepare('SELECT 1 FROM attachments WHERE uuid = ?');
+    for (const { uuid, operation } of pending) {
+      if (operation === 'delete' || !referenced.get(uuid)) void this.storage.remove(uuid);
+    }
+    this.db.prepare('DELETE FROM pending_files').run();
+    this.storage.clearTemporary();
+  }
+
+  get storageSize(): number {
+    return this.totalSize;
+  }
+
+  async getSystem(): Promise<SystemInfo> {
+    return {
+      Name: this.config.name,
+      Version: VERSION.orthancApi,
+      ApiVersion: VERSION.apiVersion,
+      DatabaseVersion: 6,
+      DicomAet: this.config.dicomAet,
+      DicomPort: this.config.dicomPort,
+      HttpPort: this.config.httpPort,
+      PluginsEnabled: true,
+      StorageAreaPlugin: null,
+      DatabaseBackendPlugin: null,
+      CheckRevisions: false,
+      IsHttpServerSecure: true,
+      MaximumStorageSize: this.config.maximumStorageSize,
+      MaximumPatientCount: this.config.maximumPatientCount,
+      OverwriteInstances: false,
+      UserMetadata: {},
+      HasLabels: true,
+    };
+  }
+
+  // ---------------------------------------------------------------- storing
+
+  async storeInstance(input: StoreInput): Promise<StoreResult> {
+    const temporaryPath = 'file' in input ? input.file : await this.storage.writeTemporary(input.buffer);
+    let moved = false;
+    try {
+      const parsed = await this.parseHeader(input, temporaryPath);
+      const identifiers = readIdentifiers(parsed.dataset);
+      const ids = {
+        patient: orthancId(identifiers.patientId),
+        study: orthancId(identifiers.patientId, identifiers.studyUid),
+        series: orthancId(identifiers.patientId, identifiers.studyUid, identifiers.seriesUid),
+        instance: orthancId(identifiers.patientId, identifiers.studyUid, identifiers.seriesUid, identifiers.sopUid),
+      };
+      const result = (status: StoreResult['Status']): StoreResult => ({
+        ID: ids.instance,
+        ParentPatient: ids.patient,
+        ParentStudy: ids.study,
+        ParentSeries: ids.series,
+        Path: `/instances/${ids.instance}`,
+        Status: status,
+      });
+      if (this.findRow(ids.instance, 'Instance')) return result('AlreadyStored');
+
+      const { size, md5 } = 'buffer' in input ? digest(input.buffer) : await digestFile(temporaryPath);
+      const maximum = this.config.maximumStorageSize * 1024 * 1024;
+      if (maximum > 0 && this.totalSize + size > maximum) {
+        throw new CoreError(507, 'The storage area is full', `MaximumStorageSize (${this.config.maximumStorageSize} MB) would be exceeded`);
+      }
+
+      const uuid = randomUUID();
+      this.db.prepare("INSERT INTO pending_files (uuid, operation) VALUES (?, 'write')").run(uuid);
+      await this.storage.moveIntoPlace(temporaryPath, uuid);
+      moved = true;
+      const stored = this.db.transaction(() => {
+        this.db.prepare('DELETE FROM pending_files WHERE uuid = ?').run(uuid);
+        // a concurrent upload of the same instance may have won while this file was being moved
+        if (this.findRow(ids.instance, 'Instance')) return false;
+        this.indexInstance(parsed, identifiers, ids, { uuid, size, md5 });
+        return true;
+      })();
+      if (!stored) {
+        await this.storage.remove(uuid);
+        return result('AlreadyStored');
+      }
+      this.totalSize += size;
+      return result('Success');
+    } catch (error) {
+      if (error instanceof DicomParseError) throw new CoreError(400, error.message);
+      throw error;
+    } finally {
+      if (!moved) await fsp.rm(temporaryPath, { force: true });
+    }
+  }
+
+  private async parseHeader(input: StoreInput, temporaryPath: string): Promise<ParsedDicom> {
+    if ('buffer' in input) return parseDicom(input.buffer, { untilPixelData: true });
+    const head = await readFileHead(temporaryPath, HEADER_READ_BYTES);
+    try {
+      return parseDicom(head, { untilPixelData: true });
+    } catch (error) {
+      if (head.length < HEADER_READ_BYTES) throw error;
+      return parseDicom(await fsp.readFile(temporaryPath), { untilPixelData: true });
+    }
+  }
+
+  private indexInstance(
+    parsed: ParsedDicom,
+    identifiers: Identifiers,
+    ids: Record<'patient' | 'study' | 'series' | 'instance', string>,
+    file: { uuid: string; size: number; md5: string },
+  ): void {
+    const now = orthancTimestamp();
+    const dataset = parsed.dataset;
+    const patient = this.getOrCreate('Patient', ids.patient, identifiers.patientId, dataset, null, now);
+    const study = this.getOrCreate('Study', ids.study, identifiers.studyUid, dataset, patient, now);
+    const series = this.getOrCreate('Series', ids.series, identifiers.seriesUid, dataset, study, now);
+    const instance = this.getOrCreate('Instance', ids.instance, identifiers.sopUid, dataset, series, now);
+    this.db
+      .prepare('INSERT INTO attachments (internal_id, file_type, uuid, size, md5) VALUES (?, ?, ?, ?, ?)')
+      .run(instance.internal_id, DICOM_ATTACHMENT, file.uuid, file.size, file.md5);
+    const indexInSeries = parseInt(elementToString(dataset['00200013']) ?? elementToString(dataset['00541330']) ?? '', 10);
+    const metadata: Record<string, string> = {
+      ReceptionDate: now,
+      Origin: 'RestApi',
+      TransferSyntax: parsed.transferSyntax,
+      SopClassUid: elementToString(dataset['00080016']) ?? '',
+      ...(Number.isFinite(indexInSeries) ? { IndexInSeries: String(indexInSeries) } : {}),
+    };
+    const setMetadata = this.db.prepare('INSERT OR REPLACE INTO metadata (internal_id, name, value) VALUES (?, ?, ?)');
+    for (const [name, value] of Object.entries(metadata)) setMetadata.run(instance.internal_id, name, value);
+  }
+
+  /** The index row of a level, created with its indexed tags when new; its ancestors' LastUpdate is refreshed. */
+  private getOrCreate(
+    level: ResourceLevel,
+    publicId: string,
+    dicomUid: string,
+    dataset: DicomDataset,
+    parent: ResourceRow | null,
+    now: string,
+  ): ResourceRow {
+    const existing = this.findRow(publicId, level);
+    if (existing) {
+      this.db.prepare('UPDATE resources SET last_update = ? WHERE internal_id = ?').run(now, existing.internal_id);
+      return existing;
+    }
+    const tags: Record<string, string> = {};
+    for (const [tag] of indexedTags(level)) {
+      const value = elementToString(dataset[tag]);
+      if (value !== undefined) tags[tag] = value;
+    }
+    const info = this.db
+      .prepare(
+        `INSERT INTO resources (public_id, level, parent_id, patient_id, study_id, series_id, dicom_uid, tags, last_update)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        publicId,
+        LEVEL_CODE[level],
+        parent?.internal_id ?? null,
+        parent?.patient_id ?? null,
+        parent?.study_id ?? null,
+        parent?.series_id ?? null,
+        dicomUid,
+        JSON.stringify(tags),
+        now,
+      );
+    const internalId = Number(info.lastInsertRowid);
+    if (level !== 'Instance') {
+      const selfColumn = { Patient: 'patient_id', Study: 'study_id', Series: 'series_id' }[level];
+      this.db.prepare(`UPDATE resources SET ${selfColumn} = internal_id WHERE internal_id = ?`).run(internalId);
+    }
+    const insertTag = this.db.prepare('INSERT INTO tag_index (internal_id, tag, value, folded) VALUES (?, ?, ?, ?)');
+    for (const [tag, value] of Object.entries(tags)) insertTag.run(internalId, tag, value, fold(value));
+    this.db
+      .prepare("INSERT INTO changes (change_type, level, public_id, date) VALUES (?, ?, ?, ?)")
+      .run(`New${level}`, LEVEL_CODE[level], publicId, now);
+    return this.db.prepare('SELECT * FROM resources WHERE internal_id = ?').get(internalId) as ResourceRow;
+  }
+
+  private findRow(publicId: string, level?: ResourceLevel): ResourceRow | undefined {
+    if (!isOrthancId(publicId)) return undefined;
+    const row = this.db.prepare('SELECT * FROM resources WHERE public_id = ?').get(publicId) as ResourceRow | undefined;
+    if (row && level !== undefined && row.level !== LEVEL_CODE[level]) return undefined;
+    return row;
+  }
+
+  // ---------------------------------------------------------------- reading resources
+
+  async getResource(level: ResourceLevel, id: string): Promise<Resource | undefined> {
+    const row = this.findRow(id, level);
+    return row ? this.toResource(row) : undefined;
+  }
+
+  /** Orthanc's JSON for a resource; `content` limits what is computed (children, parent, ...). */
+  toResource(row: ResourceRow, content?: ReadonlySet<ResponseContent>, requestedTags?: string[]): Resource {
+    const wants = (part: ResponseContent): boolean => !content || content.has(part);
+    const level = levelName(row.level);
+    const tags = JSON.parse(row.tags) as Record<string, string>;
+    const base = {
+      ID: row.public_id,
+      MainDicomTags: wants('MainDicomTags') ? mainDicomTags(level, tags) : {},
+      Labels: wants('Labels') ? this.labelsOf(row.internal_id) : [],
+      ...(requestedTags ? { RequestedTags: this.requestedTags(row, requestedTags) } : {}),
+    };
+    const stability = wants('IsStable') ? { IsStable: isStable(row.last_update), LastUpdate: row.last_update } : { IsStable: false, LastUpdate: row.last_update };
+    const children = (): string[] => (wants('Children') ? this.childIds(row.internal_id) : []);
+    const parentId = (): string => (wants('Parent') && row.parent_id !== null ? this.publicIdOf(row.parent_id) : '');
+    switch (level) {
+      case 'Patient':
+        return { ...base, ...stability, Type: 'Patient', Studies: children() };
+      case 'Study': {
+        const patient = this.rowById(row.patient_id);
+        const patientTags = JSON.parse(patient.tags) as Record<string, string>;
+        return {
+          ...base,
+          ...stability,
+          Type: 'Study',
+          ParentPatient: wants('Parent') ? patient.public_id : '',
+          PatientMainDicomTags: wants('MainDicomTags') ? mainDicomTags('Patient', patientTags) : {},
+          Series: children(),
+        };
+      }
+      case 'Series': {
+        const instances = children();
+        const expected = expectedInstances(tags);
+        return {
+          ...base,
+          ...stability,
+          Type: 'Series',
+          ParentStudy: parentId(),
+          Instances: instances,
+          ExpectedNumberOfInstances: expected,
+          Status: seriesStatus(expected, wants('Children') ? instances.length : this.countChildren(row.internal_id)),
+        };
+      }
+      case 'Instance': {
+        const attachment = this.attachmentOf(row.internal_id);
+        const index = this.metadataOf(row.internal_id, 'IndexInSeries');
+        return {
+          ...base,
+          Type: 'Instance',
+          ParentSeries: parentId(),
+          FileSize: attachment?.size ?? 0,
+          FileUuid: attachment?.uuid ?? '',
+          IndexInSeries: index === undefined ? null : Number(index),
+        };
+      }
+    }
+  }
+
+  private rowById(internalId: number): ResourceRow {
+    return this.db.prepare('SELECT * FROM resources WHERE internal_id = ?').get(internalId) as ResourceRow;
+  }
+
+  private publicIdOf(internalId: number): string {
+    return (this.db.prepare('SELECT public_id FROM resources WHERE internal_id = ?').get(internalId) as { public_id: string }).public_id;
+  }
+
+  private childIds(internalId: number): string[] {
+    return (this.db.prepare('SELECT public_id FROM resources WHERE parent_id = ? ORDER BY internal_id').all(internalId) as Array<{ public_id: string }>).map(
+      (r) => r.public_id,
+    );
+  }
+
+  private countChildren(internalId: number): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM resources WHERE parent_id = ?').get(internalId) as { n: number }).n;
+  }
+
+  private labelsOf(internalId: number): string[] {
+    return (this.db.prepare('SELECT label FROM labels WHERE internal_id = ? ORDER BY label').all(internalId) as Array<{ label: string }>).map((r) => r.label);
+  }
+
+  private attachmentOf(internalId: number): AttachmentRow | undefined {
+    return this.db.prepare('SELECT uuid, size, md5 FROM attachments WHERE internal_id = ? AND file_type = ?').get(internalId, DICOM_ATTACHMENT) as
+      | AttachmentRow
+      | undefined;
+  }
+
+  private metadataOf(internalId: number, name: string): string | undefined {
+    const row = this.db.prepare('SELECT value FROM metadata WHERE internal_id = ? AND name = ?').get(internalId, name) as { value: string } | undefined;
+    return row?.value;
+  }
+
+  /** Values of RequestedTags: indexed tags of the resource and its ancestors, computed counts, else the first instance's file. */
+  private requestedTags(row: ResourceRow, requested: string[]): Record<string, string> {
+    const answer: Record<string, string> = {};
+    let fileTags: DicomDataset | undefined;
+    const ancestorTags = new Map<number, Record<string, string>>();
+    const tagsOf = (internalId: number | null): Record<string, string> => {
+      if (internalId === null) return {};
+      let tags = ancestorTags.get(internalId);
+      if (!tags) {
+        tags = JSON.parse(this.rowById(internalId).tags) as Record<string, string>;
+        ancestorTags.set(internalId, tags);
+      }
+      return tags;
+    };
+    const level = levelName(row.level);
+    for (const spelling of requested) {
+      const tag = normalizeTag(spelling);
+      if (!tag) continue;
+      const name = tagToKeyword(tag) ?? toOrthancTag(tag);
+      const computed = this.computedTag(row, tag);
+      if (computed !== undefined) {
+        answer[name] = computed;
+        continue;
+      }
+      const owners = [row.patient_id, row.study_id, row.series_id, row.internal_id].slice(0, levelIndex(level) + 1);
+      const indexed = owners.map((id) => tagsOf(id)[tag]).find((v) => v !== undefined);
+      if (indexed !== undefined) {
+        answer[name] = indexed;
+        continue;
+      }
+      fileTags ??= this.firstInstanceDataset(row);
+      const fromFile = fileTags ? elementToString(fileTags[tag]) : undefined;
+      if (fromFile !== undefined) answer[name] = fromFile;
+    }
+    return answer;
+  }
+
+  private computedTag(row: ResourceRow, tag: string): string | undefined {
+    const count = (column: string, level: ResourceLevel): string =>
+      String((this.db.prepare(`SELECT COUNT(*) AS n FROM resources WHERE ${column} = ? AND level = ?`).get(row.internal_id, LEVEL_CODE[level]) as { n: number }).n);
+    const distinct = (column: string, level: ResourceLevel, valueTag: string): string =>
+      (
+        this.db
+          .prepare(
+            `SELECT DISTINCT t.value FROM resources d JOIN tag_index t ON t.internal_id = d.internal_id
+             WHERE d.${column} = ? AND d.level = ? AND t.tag = ? AND t.value <> '' ORDER BY t.value`,
+          )
+          .all(row.internal_id, LEVEL_CODE[level], valueTag) as Array<{ value: string }>
+      )
+        .map((r) => r.value)
+        .join('\\');
+    const level = levelName(row.level);
+    switch (tag) {
+      case '00201200': // NumberOfPatientRelatedStudies
+        return level === 'Patient' ? count('patient_id', 'Study') : undefined;
+      case '00201202': // NumberOfPatientRelatedSeries
+        return level === 'Patient' ? count('patient_id', 'Series') : undefined;
+      case '00201204': // NumberOfPatientRelatedInstances
+        return level === 'Patient' ? count('patient_id', 'Instance') : undefined;
+      case '00201206': // NumberOfStudyRelatedSeries
+        return level === 'Study' ? count('study_id', 'Series') : undefined;
+      case '00201208': // NumberOfStudyRelatedInstances
+        return level === 'Study' ? count('study_id', 'Instance') : undefined;
+      case '00201209': // NumberOfSeriesRelatedInstances
+        return level === 'Series' ? count('series_id', 'Instance') : undefined;
+      case '00080061': // ModalitiesInStudy
+        return level === 'Study' ? distinct('study_id', 'Series', '00080060') : undefined;
+      case '00080062': // SOPClassesInStudy
+        return level === 'Study' ? distinct('study_id', 'Instance', '00080016') : undefined;
+      default:
+        return undefined;
+    }
+  }
+
+  /** The data set (without pixel data) of the first instance under a resource, for attributes the index lacks. */
+  private firstInstanceDataset(row: ResourceRow): DicomDataset | undefined {
+    const column = ['patient_id', 'study_id', 'series_id', 'internal_id'][row.level];
+    const instance = this.db
+      .prepare(`SELECT internal_id FROM resources WHERE ${column} = ? AND level = 3 ORDER BY internal_id LIMIT 1`)
+      .get(row.internal_id) as { internal_id: number } | undefined;
+    const attachment = instance && this.attachmentOf(instance.internal_id);
+    if (!attachment) return undefined;
+    return readDatasetSync(this.storage.pathOf(attachment.uuid));
+  }
+
+  // ---------------------------------------------------------------- searching
+
+  async find(request: FindRequest): Promise<Resource[]> {
+    const rows = this.findRows(request);
+    const content = request.ResponseContent ? new Set(request.ResponseContent) : undefined;
+    return rows.map((row) => this.toResource(row, content, request.RequestedTags));
+  }
+
+  async findIds(request: FindRequest): Promise<string[]> {
+    return this.findRows(request).map((row) => row.public_id);
+  }
+
+  private findRows(request: FindRequest): ResourceRow[] {
+    const level = request.Level;
+    if (!LEVELS.includes(level)) throw new CoreError(400, `Unknown resource level: ${String(level)}`);
+    const constraints: Constraint[] = Object.entries(request.Query ?? {}).map(([spelling, value]) => {
+      const tag = normalizeTag(spelling);
+      if (!tag) throw new CoreError(400, `Unknown DICOM tag in the query: ${spelling}`);
+      if (typeof value !== 'string') throw new CoreError(400, `The value of ${spelling} in the query must be a string`);
+      return { tag, vr: vrOfTag(tag), value };
+    });
+    const caseSensitive = request.CaseSensitive ?? false;
+    const sql = buildConstraints(level, constraints, caseSensitive);
+    const where = ['r.level = ?', ...sql.where];
+    const params: Array<string | number> = [LEVEL_CODE[level], ...sql.params];
+    if (request.Labels && request.Labels.length > 0) {
+      const placeholders = request.Labels.map(() => '?').join(', ');
+      const constraint = request.LabelsConstraint ?? 'All';
+      if (constraint === 'None') {
+        where.push(`NOT EXISTS (SELECT 1 FROM labels l WHERE l.internal_id = r.internal_id AND l.label IN (${placeholders}))`);
+      } else {
+        const needed = constraint === 'All' ? request.Labels.length : 1;
+        where.push(`(SELECT COUNT(*) FROM labels l WHERE l.internal_id = r.internal_id AND l.label IN (${placeholders})) >= ${needed}`);
+      }
+      params.push(...request.Labels);
+    }
+    const since = request.Since ?? 0;
+    const limit = request.Limit ?? 0;
+    let statement = `SELECT r.* FROM resources r WHERE ${where.join(' AND ')} ORDER BY r.internal_id`;
+    if (sql.unindexed.length === 0) {
+      statement += ' LIMIT ? OFFSET ?';
+      return this.db.prepare(statement).all(...params, limit > 0 ? limit : -1, since) as ResourceRow[];
+    }
+    // attributes outside the index are checked on the first instance's file, as Orthanc does
+    const candidates = this.db.prepare(statement).all(...params) as ResourceRow[];
+    const matching = candidates.filter((row) => {
+      const dataset = this.firstInstanceDataset(row);
+      return sql.unindexed.every((c) => matchesValue(dataset ? elementToString(dataset[c.tag]) : undefined, c, caseSensitive));
+    });
+    return matching.slice(since, limit > 0 ? since + limit : undefined);
+  }
+
+  async lookup(dicomUid: string): Promise<LookupMatch[]> {
+    const rows = this.db.prepare('SELECT public_id, level FROM resources WHERE dicom_uid = ? ORDER BY level, internal_id').all(dicomUid) as Array<{
+      public_id: string;
+      level: number;
+    }>;
+    return rows.map((r) => ({ ID: r.public_id, Path: `/${LEVEL_PATH[levelName(r.level)]}/${r.public_id}`, Type: levelName(r.level) }));
+  }
+
+  async getInstances(level: ResourceLevel, id: string): Promise<InstanceResource[] | undefined> {
+    const row = this.findRow(id, level);
+    if (!row) return undefined;
+    const column = ['patient_id', 'study_id', 'series_id', 'internal_id'][row.level];
+    const rows = this.db.prepare(`SELECT * FROM resources WHERE ${column} = ? AND level = 3 ORDER BY internal_id`).all(row.internal_id) as ResourceRow[];
+    return rows.map((r) => this.toResource(r) as InstanceResource);
+  }
+
+  /** Children of a resource at the next level down (GET /{level}/{id}/{children}). */
+  childRows(level: ResourceLevel, id: string, childLevel: ResourceLevel): ResourceRow[] | undefined {
+    const row = this.findRow(id, level);
+    if (!row) return undefined;
+    const column = ['patient_id', 'study_id', 'series_id', 'internal_id'][row.level];
+    return this.db
+      .prepare(`SELECT * FROM resources WHERE ${column} = ? AND level = ? ORDER BY internal_id`)
+      .all(row.internal_id, LEVEL_CODE[childLevel]) as ResourceRow[];
+  }
+
+  /** The ancestor of a resource at a higher level (GET /{level}/{id}/{patient|study|series}). */
+  ancestorRow(level: ResourceLevel, id: string, ancestorLevel: ResourceLevel): ResourceRow | undefined {
+    const row = this.findRow(id, level);
+    if (!row) return undefined;
+    const ancestorId = [row.patient_id, row.study_id, row.series_id, row.internal_id][LEVEL_CODE[ancestorLevel]];
+    return ancestorId === null ? undefined : this.rowById(ancestorId);
+  }
+
+  listRows(level: ResourceLevel, since: number, limit: number): ResourceRow[] {
+    return this.db
+      .prepare('SELECT * FROM resources WHERE level = ? ORDER BY internal_id LIMIT ? OFFSET ?')
+      .all(LEVEL_CODE[level], limit > 0 ? limit : -1, since) as ResourceRow[];
+  }
+
+  // ---------------------------------------------------------------- files
+
+  private instanceAttachment(id: string): AttachmentRow {
+    const row = this.findRow(id, 'Instance');
+    const attachment = row && this.attachmentOf(row.internal_id);
+    if (!attachment) throw new CoreError(404, `Unknown instance: ${id}`);
+    return attachment;
+  }
+
+  async readInstanceFile(id: string, options: { transcode?: string } = {}): Promise<FileStream> {
+    const attachment = this.instanceAttachment(id);
+    const transferSyntax = await this.getInstanceMetadata(id, 'TransferSyntax');
+    if (options.transcode && options.transcode !== transferSyntax) {
+      throw new CoreError(415, `Transcoding to ${options.transcode} is not available in this core`);
+    }
+    return { stream: this.storage.createReadStream(attachment.uuid), size: attachment.size, transferSyntax };
+  }
+
+  /** Path of an instance's file, for in-process readers that need random access (frames, bulk data). */
+  instanceFilePath(id: string): string {
+    return this.storage.pathOf(this.instanceAttachment(id).uuid);
+  }
+
+  async readFrameRaw(id: string, frame: number): Promise<Buffer> {
+    this.instanceAttachment(id);
+    throw new CoreError(501, `Raw frames are not served by this core yet (frame ${frame})`);
+  }
+
+  /** All metadata of an instance (GET /instances/{id}/metadata?expand); undefined when unknown. */
+  instanceMetadata(id: string): Record<string, string> | undefined {
+    const row = this.findRow(id, 'Instance');
+    if (!row) return undefined;
+    const rows = this.db.prepare('SELECT name, value FROM metadata WHERE internal_id = ? ORDER BY name').all(row.internal_id) as Array<{ name: string; value: string }>;
+    return Object.fromEntries(rows.map((r) => [r.name, r.value]));
+  }
+
+  async getInstanceMetadata(id: string, name: string): Promise<string | undefined> {
+    const row = this.findRow(id, 'Instance');
+    return row ? this.metadataOf(row.internal_id, name) : undefined;
+  }
+
+  // ---------------------------------------------------------------- deleting
+
+  async deleteResource(level: ResourceLevel, id: string): Promise<boolean> {
+    return (await this.deleteWithAncestor(level, id)) !== undefined;
+  }
+
+  /**
+   * Deletes a resource and its descendants, then every ancestor left without children, as Orthanc does.
+   * Returns the remaining ancestor (null when none), or undefined when the resource is unknown.
+   */
+  async deleteWithAncestor(level: ResourceLevel, id: string): Promise<LookupMatch | null | undefined> {
+    const row = this.findRow(id, level);
+    if (!row) return undefined;
+    const column = ['patient_id', 'study_id', 'series_id', 'internal_id'][row.level];
+    const now = orthancTimestamp();
+    const { files, remaining } = this.db.transaction(() => {
+      const files = this.db
+        .prepare(
+          `SELECT a.uuid, a.size FROM attachments a JOIN resources d ON d.internal_id = a.internal_id WHERE d.${column} = ?`,
+        )
+        .all(row.internal_id) as Array<{ uuid: string; size: number }>;
+      const markPending = this.db.prepare("INSERT OR REPLACE INTO pending_files (uuid, operation) VALUES (?, 'delete')");
+      for (const file of files) markPending.run(file.uuid);
+      const recordDeleted = this.db.prepare("INSERT INTO changes (change_type, level, public_id, date) VALUES ('Deleted', ?, ?, ?)");
+      recordDeleted.run(row.level, row.public_id, now);
+      this.db.prepare('DELETE FROM resources WHERE internal_id = ?').run(row.internal_id);
+      let parentId = row.parent_id;
+      let remaining: ResourceRow | null = null;
+      while (parentId !== null) {
+        const parent = this.rowById(parentId);
+        if (this.countChildren(parentId) > 0) {
+          remaining = parent;
+          break;
+        }
+        recordDeleted.run(parent.level, parent.public_id, now);
+        this.db.prepare('DELETE FROM resources WHERE internal_id = ?').run(parentId);
+        parentId = parent.parent_id;
+      }
+      return { files, remaining };
+    })();
+    for (const file of files) {
+      await this.storage.remove(file.uuid);
+      this.totalSize -= file.size;
+    }
+    const clear = this.db.prepare('DELETE FROM pending_files WHERE uuid = ?');
+    for (const file of files) clear.run(file.uuid);
+    if (!remaining) return null;
+    const remainingLevel = levelName(remaining.level);
+    return { ID: remaining.public_id, Path: `/${LEVEL_PATH[remainingLevel]}/${remaining.public_id}`, Type: remainingLevel };
+  }
+
+  // ---------------------------------------------------------------- changes
+
+  async getChanges(since: number, limit: number): Promise<ChangesPage> {
+    const rows = this.db.prepare('SELECT * FROM changes WHERE seq > ? ORDER BY seq LIMIT ?').all(since, limit + 1) as Array<{
+      seq: number;
+      change_type: string;
+      level: number;
+      public_id: string;
+      date: string;
+    }>;
+    const page = rows.slice(0, limit);
+    const lastSeq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) AS s FROM changes').get() as { s: number }).s;
+    return {
+      Changes: page.map((r) => ({
+        ChangeType: r.change_type,
+        Date: r.date,
+        ID: r.public_id,
+        Path: `/${LEVEL_PATH[levelName(r.level)]}/${r.public_id}`,
+        ResourceType: levelName(r.level),
+        Seq: r.seq,
+      })),
+      Done: rows.length <= limit,
+      Last: page.length > 0 ? page[page.length - 1].seq : Math.max(since, lastSeq),
+    };
+  }
+
+  lastChange(): ChangesPage {
+    const row = this.db.prepare('SELECT * FROM changes ORDER BY seq DESC LIMIT 1').get() as
+      | { seq: number; change_type: string; level: number; public_id: string; date: string }
+      | undefined;
+    if (!row) return { Changes: [], Done: true, Last: 0 };
+    const level = levelName(row.level);
+    return {
+      Changes: [{ ChangeType: row.change_type, Date: row.date, ID: row.public_id, Path: `/${LEVEL_PATH[level]}/${row.public_id}`, ResourceType: level, Seq: row.seq }],
+      Done: true,
+      Last: row.seq,
+    };
+  }
+
+  getExports(since: number, limit: number): { Exports: Array<Record<string, string | number>>; Done: boolean; Last: number } {
+    const rows = this.db.prepare('SELECT * FROM exported_resources WHERE seq > ? ORDER BY seq LIMIT ?').all(since, limit + 1) as Array<{
+      seq: number;
+      level: number;
+      public_id: string;
+      remote: string;
+      patient_id: string;
+      study_uid: string;
+      series_uid: string;
+      sop_uid: string;
+      date: string;
+    }>;
+    const page = rows.slice(0, limit);
+    return {
+      Exports: page.map((r) => ({
+        Date: r.date,
+        ID: r.public_id,
+        Path: `/${LEVEL_PATH[levelName(r.level)]}/${r.public_id}`,
+        PatientID: r.patient_id,
+        RemoteModality: r.remote,
+        ResourceType: levelName(r.level),
+        Seq: r.seq,
+        SeriesInstanceUID: r.series_uid,
+        SOPInstanceUID: r.sop_uid,
+        StudyInstanceUID: r.study_uid,
+      })),
+      Done: rows.length <= limit,
+      Last: page.length > 0 ? page[page.length - 1].seq : since,
+    };
+  }
+
+  clearExports(): void {
+    this.db.prepare('DELETE FROM exported_resources').run();
+  }
+
+  clearChanges(): void {
+    this.db.prepare('DELETE FROM changes').run();
+  }
+
+  statistics(): Record<string, number | string> {
+    const count = (level: ResourceLevel): number =>
+      (this.db.prepare('SELECT COUNT(*) AS n FROM resources WHERE level = ?').get(LEVEL_CODE[level]) as { n: number }).n;
+    const mb = Math.round(this.totalSize / (1024 * 1024));
+    return {
+      CountPatients: count('Patient'),
+      CountStudies: count('Study'),
+      CountSeries: count('Series'),
+      CountInstances: count('Instance'),
+      TotalDiskSize: String(this.totalSize),
+      TotalDiskSizeMB: mb,
+      TotalUncompressedSize: String(this.totalSize),
+      TotalUncompressedSizeMB: mb,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}
+
+interface Identifiers {
+  patientId: string;
+  studyUid: string;
+  seriesUid: string;
+  sopUid: string;
+}
+
+function readIdentifiers(dataset: DicomDataset): Identifiers {
+  const required = (tag: string, name: string): string => {
+    const value = elementToString(dataset[tag]);
+    if (!value) throw new CoreError(400, `The DICOM file has no ${name} (${tag.slice(0, 4)},${tag.slice(4)})`);
+    return value;
+  };
+  return {
+    // Orthanc accepts an empty PatientID (it hashes the empty string)
+    patientId: elementToString(dataset[LEVEL_UID_TAG.Patient]) ?? '',
+    studyUid: required(LEVEL_UID_TAG.Study, 'StudyInstanceUID'),
+    seriesUid: required(LEVEL_UID_TAG.Series, 'SeriesInstanceUID'),
+    sopUid: required(LEVEL_UID_TAG.Instance, 'SOPInstanceUID'),
+  };
+}
+
+function mainDicomTags(level: ResourceLevel, tags: Record<string, string>): Record<string, string> {
+  const answer: Record<string, string> = {};
+  for (const [tag, keyword] of LEVEL_TAGS[level].orthanc) {
+    if (tags[tag] !== undefined) answer[keyword] = tags[tag];
+  }
+  return answer;
+}
+
+function isStable(lastUpdate: string): boolean {
+  const iso = `${lastUpdate.slice(0, 4)}-${lastUpdate.slice(4, 6)}-${lastUpdate.slice(6, 8)}T${lastUpdate.slice(9, 11)}:${lastUpdate.slice(11, 13)}:${lastUpdate.slice(13, 15)}Z`;
+  return Date.now() - Date.parse(iso) > STABLE_AGE_SECONDS * 1000;
+}
+
+/** Orthanc derives the expected count of a series from these attributes, first present wins. */
+function expectedInstances(tags: Record<string, string>): number | null {
+  for (const tag of ['00201002', '00181090', '00541081', '00200105']) {
+    const value = parseInt(tags[tag] ?? '', 10);
+    if (Number.isFinite(value) && value > 0) return value;
+  }
+  return null;
+}
+
+function seriesStatus(expected: number | null, actual: number): 'Complete' | 'Missing' | 'Inconsistent' | 'Unknown' {
+  if (expected === null) return 'Unknown';
+  if (actual === expected) return 'Complete';
+  return actual < expected ? 'Missing' : 'Inconsistent';
+}
+
+function digest(buffer: Buffer): { size: number; md5: string } {
+  return { size: buffer.length, md5: createHash('md5').update(buffer).digest('hex') };
+}
+
+async function digestFile(filePath: string): Promise<{ size: number; md5: string }> {
+  const hash = createHash('md5');
+  let size = 0;
+  const handle = await fsp.open(filePath, 'r');
+  try {
+    for await (const chunk of handle.createReadStream({ highWaterMark: 1 << 20 })) {
+      hash.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+  } finally {
+    await handle.close();
+  }
+  return { size, md5: hash.digest('hex') };
+}
+
+function readDatasetSync(filePath: string): DicomDataset | undefined {
+  // synchronous on purpose: only used for the rare attributes outside the index, inside synchronous SQL loops
+  const fd = fs.openSync(filePath, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    const head = Buffer.allocUnsafe(Math.min(size, HEADER_READ_BYTES));
+    fs.readSync(fd, head, 0, head.length, 0);
+    try {
+      return parseDicom(head, { untilPixelData: true }).dataset;
+    } catch {
+      return parseDicom(fs.readFileSync(filePath), { untilPixelData: true }).dataset;
+    }
+  } catch {
+    return undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
+}

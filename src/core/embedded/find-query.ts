@@ -1,0 +1,155 @@
+import type { ResourceLevel } from '../native-model';
+import { levelIndex, levelOfTag } from '../main-dicom-tags';
+
+/**
+ * Translates /tools/find constraints into SQL over the index (tag_index rows per resource, ancestors as columns).
+ * Matching rules are Orthanc's (and DICOM's C-FIND): '*' and '?' wildcards, 'a-b' ranges on dates and times,
+ * '\'-separated lists, universal match for '' and '*'.
+ */
+
+export interface Constraint {
+  /** 8-hex uppercase tag */
+  tag: string;
+  vr: string;
+  value: string;
+}
+
+export interface SqlQuery {
+  where: string[];
+  params: Array<string | number>;
+  /** Constraints on attributes no level indexes: the caller checks them on the files. */
+  unindexed: Constraint[];
+}
+
+/** Column of `resources` holding the ancestor (or self) at each level. */
+const ANCESTOR_COLUMN: Record<ResourceLevel, string> = {
+  Patient: 'patient_id',
+  Study: 'study_id',
+  Series: 'series_id',
+  Instance: 'internal_id',
+};
+
+const RANGE_VRS = new Set(['DA', 'TM', 'DT']);
+/** VRs whose values never differ by case: matched on the exact column. */
+const CASELESS_VRS = new Set(['DA', 'TM', 'DT', 'UI', 'IS', 'DS', 'US', 'UL', 'SS', 'SL', 'FL', 'FD']);
+
+export function isUniversal(value: string): boolean {
+  return value === '' || value === '*';
+}
+
+export function buildConstraints(level: ResourceLevel, constraints: Constraint[], caseSensitive: boolean): SqlQuery {
+  const query: SqlQuery = { where: [], params: [], unindexed: [] };
+  for (const constraint of constraints) {
+    if (isUniversal(constraint.value)) continue;
+    if (constraint.tag === '00080061' && level === 'Study') {
+      addModalitiesInStudy(query, constraint.value);
+      continue;
+    }
+    const tagLevel = levelOfTag(constraint.tag);
+    if (!tagLevel) {
+      query.unindexed.push(constraint);
+      continue;
+    }
+    const insensitive = !caseSensitive && !CASELESS_VRS.has(constraint.vr);
+    const match = valueMatch(constraint, insensitive);
+    const matching = `SELECT t.internal_id FROM tag_index t WHERE t.tag = ? AND (${match.sql})`;
+    if (levelIndex(tagLevel) <= levelIndex(level)) {
+      query.where.push(`r.${ANCESTOR_COLUMN[tagLevel]} IN (${matching})`);
+    } else {
+      // an attribute of a lower level (e.g. Modality on a study search): some descendant must match
+      query.where.push(
+        `r.internal_id IN (SELECT d.${ANCESTOR_COLUMN[level]} FROM resources d WHERE d.internal_id IN (${matching}))`,
+      );
+    }
+    query.params.push(constraint.tag, ...match.params);
+  }
+  return query;
+}
+
+function addModalitiesInStudy(query: SqlQuery, value: string): void {
+  const modalities = value.split('\\').filter((m) => m !== '');
+  const matches = modalities.map((m) => (hasWildcard(m) ? 't.value GLOB ?' : 't.value = ?'));
+  query.where.push(
+    `r.internal_id IN (SELECT d.study_id FROM resources d JOIN tag_index t ON t.internal_id = d.internal_id ` +
+      `WHERE d.level = 2 AND t.tag = '00080060' AND (${matches.join(' OR ')}))`,
+  );
+  query.params.push(...modalities.map((m) => (hasWildcard(m) ? toGlob(m) : m)));
+}
+
+interface Match {
+  sql: string;
+  params: string[];
+}
+
+function valueMatch(constraint: Constraint, insensitive: boolean): Match {
+  const column = insensitive ? 't.folded' : 't.value';
+  const items = constraint.value.split('\\');
+  const parts = items.map((item) => itemMatch(item, constraint.vr, column, insensitive));
+  return { sql: parts.map((p) => p.sql).join(' OR '), params: parts.flatMap((p) => p.params) };
+}
+
+function itemMatch(item: string, vr: string, column: string, insensitive: boolean): Match {
+  const value = insensitive ? fold(item) : item;
+  if (RANGE_VRS.has(vr) && value.includes('-')) {
+    const [low, high] = splitRange(value);
+    const sql: string[] = [];
+    const params: string[] = [];
+    if (low !== '') {
+      sql.push(`${column} >= ?`);
+      params.push(low);
+    }
+    if (high !== '') {
+      // '~' sorts after every digit, so "12" as an upper bound includes "120500"
+      sql.push(`${column} <= ?`);
+      params.push(`${high}~`);
+    }
+    // a range never matches an empty value
+    sql.push(`${column} <> ''`);
+    return { sql: sql.join(' AND '), params };
+  }
+  if (hasWildcard(value)) return { sql: `${column} GLOB ?`, params: [toGlob(value)] };
+  return { sql: `${column} = ?`, params: [value] };
+}
+
+/** Splits "a-b" at the dash that separates dates/times (DT values may hold a '-' timezone offset: split at the middle one). */
+export function splitRange(value: string): [string, string] {
+  const dashes = [...value].flatMap((c, i) => (c === '-' ? [i] : []));
+  const at = dashes.length === 1 ? dashes[0] : dashes[Math.floor(dashes.length / 2)];
+  return [value.slice(0, at).trim(), value.slice(at + 1).trim()];
+}
+
+export function hasWildcard(value: string): boolean {
+  return value.includes('*') || value.includes('?');
+}
+
+/** DICOM wildcards to an SQLite GLOB pattern: '[' and ']' are GLOB specials, so they are bracketed. */
+export function toGlob(value: string): string {
+  return value.replace(/[[\]]/g, (c) => `[${c}]`);
+}
+
+/** The case-folding used for case-insensitive matching (stored in tag_index.folded). */
+export function fold(value: string): string {
+  return value.toUpperCase();
+}
+
+/** Pure-JS match with the same rules, for constraints checked on files rather than in SQL. */
+export function matchesValue(actual: string | undefined, constraint: Constraint, caseSensitive: boolean): boolean {
+  if (isUniversal(constraint.value)) return true;
+  if (actual === undefined) return false;
+  const insensitive = !caseSensitive && !CASELESS_VRS.has(constraint.vr);
+  const subject = insensitive ? fold(actual) : actual;
+  return constraint.value.split('\\').some((raw) => {
+    const item = insensitive ? fold(raw) : raw;
+    if (RANGE_VRS.has(constraint.vr) && item.includes('-')) {
+      const [low, high] = splitRange(item);
+      return subject !== '' && (low === '' || subject >= low) && (high === '' || subject <= `${high}~`);
+    }
+    if (hasWildcard(item)) return wildcardToRegExp(item).test(subject);
+    return subject === item;
+  });
+}
+
+function wildcardToRegExp(pattern: string): RegExp {
+  const escaped = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${escaped}$`, 's');
+}

@@ -1,0 +1,18 @@
+import { Router } from 'express';
+import type { EmbeddedCore } from '../embedded-core';
+import { uploadInstances } from './instances-upload';
+import { resourceRoutes } from './resources';
+import { toolRoutes } from './tools';
+import { changeRoutes } from './changes';
+import { systemRoutes } from './system';
+
+/** The Orthanc-compatible native REST API of the embedded core. */
+export function nativeRouter(core: EmbeddedCore): Router {
+  const router = Router();
+  router.post('/instances', (req, res) => uploadInstances(core, req, res));
+  router.use(systemRoutes(core));
+  router.use(toolRoutes(core));
+  router.use(changeRoutes(core));
+  router.use(resourceRoutes(core));
+  return router;
+}

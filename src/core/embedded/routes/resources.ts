@@ -1,0 +1,87 @@
+import { Router, type Request } from 'express';
+import type { EmbeddedCore } from '../embedded-core';
+import type { ResourceLevel } from '../../native-model';
+import { LEVELS, LEVEL_PATH } from '../../main-dicom-tags';
+import { HttpError } from '../../../server/errors';
+
+const LEVEL_OF_PATH: Record<string, ResourceLevel> = { patients: 'Patient', studies: 'Study', series: 'Series', instances: 'Instance' };
+/** Singular segment used to reach an ancestor, e.g. /instances/{id}/study. */
+const ANCESTOR_SEGMENT: Record<string, ResourceLevel> = { patient: 'Patient', study: 'Study', series: 'Series' };
+
+function unknown(level: ResourceLevel, id: string): HttpError {
+  return new HttpError(404, `Unknown ${level.toLowerCase()}: ${id}`);
+}
+
+function nonNegativeInteger(req: Request, name: string): number {
+  const raw = req.query[name];
+  if (raw === undefined) return 0;
+  const value = Number(raw);
+  if (typeof raw !== 'string' || !Number.isInteger(value) || value < 0) {
+    throw new HttpError(400, `The "${name}" argument must be a non-negative integer`);
+  }
+  return value;
+}
+
+/** GET /{level}[?expand&since&limit], GET /{level}/{id}, navigation to children and ancestors, DELETE /{level}/{id}. */
+export function resourceRoutes(core: EmbeddedCore): Router {
+  const router = Router();
+
+  for (const [segment, level] of Object.entries(LEVEL_OF_PATH)) {
+    router.get(`/${segment}`, (req, res) => {
+      const rows = core.listRows(level, nonNegativeInteger(req, 'since'), nonNegativeInteger(req, 'limit'));
+      res.json(req.query.expand !== undefined ? rows.map((row) => core.toResource(row)) : rows.map((row) => row.public_id));
+    });
+
+    router.get(`/${segment}/:id`, async (req, res) => {
+      const resource = await core.getResource(level, req.params.id);
+      if (!resource) throw unknown(level, req.params.id);
+      res.json(resource);
+    });
+
+    router.delete(`/${segment}/:id`, async (req, res) => {
+      const remaining = await core.deleteWithAncestor(level, req.params.id);
+      if (remaining === undefined) throw unknown(level, req.params.id);
+      res.json({ RemainingAncestor: remaining });
+    });
+
+    for (const childLevel of LEVELS.slice(LEVELS.indexOf(level) + 1)) {
+      router.get(`/${segment}/:id/${LEVEL_PATH[childLevel]}`, (req, res) => {
+        const rows = core.childRows(level, req.params.id, childLevel);
+        if (!rows) throw unknown(level, req.params.id);
+        res.json(rows.map((row) => core.toResource(row)));
+      });
+    }
+
+    for (const [ancestorSegment, ancestorLevel] of Object.entries(ANCESTOR_SEGMENT)) {
+      if (LEVELS.indexOf(ancestorLevel) >= LEVELS.indexOf(level)) continue;
+      router.get(`/${segment}/:id/${ancestorSegment}`, (req, res) => {
+        const row = core.ancestorRow(level, req.params.id, ancestorLevel);
+        if (!row) throw unknown(level, req.params.id);
+        res.json(core.toResource(row));
+      });
+    }
+  }
+
+  router.get('/instances/:id/file', async (req, res) => {
+    const file = await core.readInstanceFile(req.params.id);
+    res.setHeader('Content-Type', 'application/dicom');
+    if (file.size !== undefined) res.setHeader('Content-Length', String(file.size));
+    file.stream.pipe(res);
+  });
+
+  router.get('/instances/:id/metadata', async (req, res) => {
+    const metadata = core.instanceMetadata(req.params.id);
+    if (!metadata) throw unknown('Instance', req.params.id);
+    res.json(req.query.expand !== undefined ? metadata : Object.keys(metadata));
+  });
+
+  router.get('/instances/:id/metadata/:name', async (req, res) => {
+    const metadata = core.instanceMetadata(req.params.id);
+    if (!metadata) throw unknown('Instance', req.params.id);
+    const value = metadata[req.params.name];
+    if (value === undefined) throw new HttpError(404, `Unknown metadata: ${req.params.name}`);
+    res.type('text/plain').send(value);
+  });
+
+  return router;
+}

@@ -1,0 +1,101 @@
+import Database from 'better-sqlite3';
+import path from 'node:path';
+import fs from 'node:fs';
+
+/** Levels as stored in the index (Orthanc's order). */
+export const LEVEL_CODE = { Patient: 0, Study: 1, Series: 2, Instance: 3 } as const;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS resources (
+  internal_id INTEGER PRIMARY KEY,
+  public_id TEXT NOT NULL UNIQUE,
+  level INTEGER NOT NULL,
+  parent_id INTEGER REFERENCES resources(internal_id) ON DELETE CASCADE,
+  -- ancestors, the resource itself at its own level: lets a search join any level without recursion
+  patient_id INTEGER,
+  study_id INTEGER,
+  series_id INTEGER,
+  dicom_uid TEXT NOT NULL,
+  tags TEXT NOT NULL,
+  last_update TEXT NOT NULL,
+  is_protected INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS resources_parent ON resources(parent_id);
+CREATE INDEX IF NOT EXISTS resources_level ON resources(level, internal_id);
+CREATE INDEX IF NOT EXISTS resources_patient ON resources(patient_id, level);
+CREATE INDEX IF NOT EXISTS resources_study ON resources(study_id, level);
+CREATE INDEX IF NOT EXISTS resources_series ON resources(series_id, level);
+CREATE INDEX IF NOT EXISTS resources_uid ON resources(dicom_uid, level);
+
+-- one row per indexed attribute; 'folded' is the upper-cased value for case-insensitive matching
+CREATE TABLE IF NOT EXISTS tag_index (
+  internal_id INTEGER NOT NULL REFERENCES resources(internal_id) ON DELETE CASCADE,
+  tag TEXT NOT NULL,
+  value TEXT NOT NULL,
+  folded TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tag_index_value ON tag_index(tag, value);
+CREATE INDEX IF NOT EXISTS tag_index_folded ON tag_index(tag, folded);
+CREATE INDEX IF NOT EXISTS tag_index_resource ON tag_index(internal_id);
+
+CREATE TABLE IF NOT EXISTS attachments (
+  internal_id INTEGER NOT NULL REFERENCES resources(internal_id) ON DELETE CASCADE,
+  file_type INTEGER NOT NULL,
+  uuid TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  md5 TEXT NOT NULL,
+  PRIMARY KEY (internal_id, file_type)
+);
+
+CREATE TABLE IF NOT EXISTS metadata (
+  internal_id INTEGER NOT NULL REFERENCES resources(internal_id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (internal_id, name)
+);
+
+CREATE TABLE IF NOT EXISTS labels (
+  internal_id INTEGER NOT NULL REFERENCES resources(internal_id) ON DELETE CASCADE,
+  label TEXT NOT NULL,
+  PRIMARY KEY (internal_id, label)
+);
+CREATE INDEX IF NOT EXISTS labels_label ON labels(label);
+
+CREATE TABLE IF NOT EXISTS changes (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  change_type TEXT NOT NULL,
+  level INTEGER NOT NULL,
+  public_id TEXT NOT NULL,
+  date TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS exported_resources (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  level INTEGER NOT NULL,
+  public_id TEXT NOT NULL,
+  remote TEXT NOT NULL,
+  patient_id TEXT NOT NULL,
+  study_uid TEXT NOT NULL,
+  series_uid TEXT NOT NULL,
+  sop_uid TEXT NOT NULL,
+  date TEXT NOT NULL
+);
+
+-- files being written or deleted: what a crash leaves here is cleaned at the next start
+CREATE TABLE IF NOT EXISTS pending_files (
+  uuid TEXT PRIMARY KEY,
+  operation TEXT NOT NULL
+);
+`;
+
+export function openIndex(indexDirectory: string): Database.Database {
+  fs.mkdirSync(indexDirectory, { recursive: true });
+  const db = new Database(path.join(indexDirectory, 'index.sqlite'));
+  db.pragma('journal_mode = WAL');
+  // NORMAL is durable across process crashes in WAL mode (only an OS crash can lose the last commits)
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('cache_size = -65536');
+  db.exec(SCHEMA);
+  return db;
+}

@@ -1,0 +1,73 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+
+/**
+ * DICOM files on disk, laid out as Orthanc does: <root>/<uuid[0:2]>/<uuid[2:4]>/<uuid>.
+ * New files are first written under <root>/tmp and renamed into place, so a reader never sees half a file.
+ */
+export class StorageArea {
+  readonly tmpDirectory: string;
+
+  constructor(readonly root: string) {
+    this.tmpDirectory = path.join(root, 'tmp');
+    fs.mkdirSync(this.tmpDirectory, { recursive: true });
+  }
+
+  pathOf(uuid: string): string {
+    return path.join(this.root, uuid.slice(0, 2), uuid.slice(2, 4), uuid);
+  }
+
+  /** A fresh path under tmp/ for a caller that streams a file before storing it. */
+  newTemporaryPath(): string {
+    return path.join(this.tmpDirectory, randomUUID());
+  }
+
+  /** Moves a complete temporary file into place under `uuid`. */
+  async moveIntoPlace(temporaryPath: string, uuid: string): Promise<void> {
+    const target = this.pathOf(uuid);
+    await fsp.mkdir(path.dirname(target), { recursive: true });
+    await fsp.rename(temporaryPath, target);
+  }
+
+  async writeTemporary(buffer: Buffer): Promise<string> {
+    const temporaryPath = this.newTemporaryPath();
+    await fsp.writeFile(temporaryPath, buffer);
+    return temporaryPath;
+  }
+
+  async remove(uuid: string): Promise<void> {
+    await fsp.rm(this.pathOf(uuid), { force: true });
+  }
+
+  /** Leftovers of writes interrupted by a crash. */
+  clearTemporary(): void {
+    for (const name of fs.readdirSync(this.tmpDirectory)) fs.rmSync(path.join(this.tmpDirectory, name), { force: true });
+  }
+
+  createReadStream(uuid: string, range?: { start: number; end: number }): fs.ReadStream {
+    return fs.createReadStream(this.pathOf(uuid), range ? { start: range.start, end: range.end, highWaterMark: 1 << 20 } : { highWaterMark: 1 << 20 });
+  }
+
+  async read(uuid: string): Promise<Buffer> {
+    return fsp.readFile(this.pathOf(uuid));
+  }
+
+  /** Reads at most `length` bytes from the start of a file. */
+  async readHead(uuid: string, length: number): Promise<Buffer> {
+    return readFileHead(this.pathOf(uuid), length);
+  }
+}
+
+export async function readFileHead(filePath: string, length: number): Promise<Buffer> {
+  const handle = await fsp.open(filePath, 'r');
+  try {
+    const { size } = await handle.stat();
+    const buffer = Buffer.allocUnsafe(Math.min(size, length));
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}

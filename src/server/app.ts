@@ -1,0 +1,47 @@
+import express, { type Express } from 'express';
+import type { GatewayConfig } from '../config/gateway-config';
+import type { NativeCore } from '../core/native-model';
+import { EmbeddedCore } from '../core/embedded/embedded-core';
+import { nativeRouter } from '../core/embedded/routes/native-router';
+import { dicomWebRouter } from '../dicomweb/dicomweb-router';
+import { basicAuth } from './auth';
+import { errorHandler, sendError } from './errors';
+import { logger } from './logger';
+
+export interface Gateway {
+  app: Express;
+  core: NativeCore;
+  close(): Promise<void>;
+}
+
+/** The core the configuration asks for: a real Orthanc when "Core" is set, else the embedded one. */
+export function createCore(config: GatewayConfig): NativeCore {
+  if (config.core) throw new Error('The remote core is not available in this build');
+  return new EmbeddedCore(config);
+}
+
+export function createApp(config: GatewayConfig, core: NativeCore = createCore(config)): Gateway {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'extended');
+
+  app.use((req, res, next) => {
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      logger.info({ method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
+    });
+    next();
+  });
+
+  if (config.authenticationEnabled) app.use(basicAuth(config.registeredUsers, config.name));
+
+  if (config.dicomWeb.enable) app.use(config.dicomWeb.root.replace(/\/$/, ''), dicomWebRouter({ config, core }));
+  if (core instanceof EmbeddedCore) app.use(nativeRouter(core));
+
+  app.use((req, res) => sendError(req, res, 404, 'Unknown resource', `No route for ${req.method} ${req.path}`));
+  app.use(errorHandler);
+
+  return { app, core, close: () => core.close() };
+}

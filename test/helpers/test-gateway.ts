@@ -1,0 +1,51 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Express } from 'express';
+import { loadConfig } from '../../src/config/load-config';
+import type { GatewayConfig } from '../../src/config/gateway-config';
+import type { NativeCore } from '../../src/core/native-model';
+import { createApp } from '../../src/server/app';
+import { startOrthanc, type OrthancProcess } from './orthanc-process';
+
+/** Every DICOMweb test runs against both: the embedded core, and a real Orthanc (without its DICOMweb plugin). */
+export type CoreKind = 'embedded' | 'remote';
+export const CORE_KINDS: CoreKind[] = ['embedded', 'remote'];
+
+export interface TestGateway {
+  app: Express;
+  core: NativeCore;
+  config: GatewayConfig;
+  /** Temporary folder holding the configuration and the embedded core's storage. */
+  dir: string;
+  /** The real Orthanc behind a remote core. */
+  orthanc?: OrthancProcess;
+  close(): Promise<void>;
+}
+
+/** A gateway app (not listening: use supertest) on a fresh store; `extraConfig` is merged into its JSON configuration. */
+export async function startTestGateway(kind: CoreKind = 'embedded', extraConfig: Record<string, unknown> = {}): Promise<TestGateway> {
+  const dir = mkdtempSync(join(tmpdir(), 'gateway-test-'));
+  let orthanc: OrthancProcess | undefined;
+  const json: Record<string, unknown> = { StorageDirectory: join(dir, 'storage'), ...extraConfig };
+  if (kind === 'remote') {
+    orthanc = await startOrthanc();
+    json.Core = { Url: orthanc.url };
+  }
+  const file = join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify(json));
+  const config = loadConfig([file], { warn: () => undefined });
+  const gateway = createApp(config);
+  return {
+    app: gateway.app,
+    core: gateway.core,
+    config,
+    dir,
+    orthanc,
+    close: async () => {
+      await gateway.close();
+      await orthanc?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
