@@ -1,0 +1,146 @@
+import request from 'supertest';
+import { startTestGateway, type TestGateway } from '../helpers/test-gateway';
+import { startOrthanc, uploadToOrthanc, type OrthancProcess } from '../helpers/orthanc-process';
+import { makeInstance, newUid } from '../helpers/dicom-factory';
+
+/** /tools/find and /tools/lookup of the embedded core, answer for answer against a real Orthanc on the same files. */
+describe('native /tools/find and /tools/lookup of the embedded core', () => {
+  let gateway: TestGateway;
+  let orthanc: OrthancProcess;
+  const studies = [
+    { PatientID: 'F1', PatientName: 'SMITH^JOHN', StudyDate: '20200115', Modality: 'CT', AccessionNumber: 'A1', StudyDescription: 'Chest [plain]' },
+    { PatientID: 'F2', PatientName: 'Smithers^Anna', StudyDate: '20210601', Modality: 'MR', AccessionNumber: 'A2', StudyDescription: 'Head' },
+    { PatientID: 'F3', PatientName: 'JONES^BOB', StudyDate: '20211231', Modality: 'CT', AccessionNumber: 'A3', StudyDescription: 'Abdomen' },
+    { PatientID: 'F4', PatientName: 'Doe^Jane', StudyDate: '20220301', Modality: 'US', AccessionNumber: 'B4', StudyDescription: 'Heart' },
+  ];
+  const studyUids = studies.map(() => newUid());
+
+  beforeAll(async () => {
+    [gateway, orthanc] = await Promise.all([startTestGateway('embedded'), startOrthanc()]);
+    for (const [i, s] of studies.entries()) {
+      const file = makeInstance({ ...s, StudyInstanceUID: studyUids[i] });
+      const ours = await request(gateway.app).post('/instances').send(file);
+      expect(ours.status).toBe(200);
+      await uploadToOrthanc(orthanc.url, file);
+    }
+    // a second series in the first study, so ModalitiesInStudy has two values
+    const extra = makeInstance({ ...studies[0], StudyInstanceUID: studyUids[0], Modality: 'SR' });
+    await request(gateway.app).post('/instances').send(extra);
+    await uploadToOrthanc(orthanc.url, extra);
+  });
+  afterAll(async () => {
+    await Promise.all([gateway.close(), orthanc.stop()]);
+  });
+
+  async function both(body: Record<string, unknown>): Promise<[unknown, unknown]> {
+    const ours = await request(gateway.app).post('/tools/find').send(JSON.stringify(body));
+    expect(ours.status).toBe(200);
+    const theirs = await fetch(`${orthanc.url}/tools/find`, { method: 'POST', body: JSON.stringify(body) });
+    expect(theirs.status).toBe(200);
+    return [ours.body, await theirs.json()];
+  }
+
+  const sorted = (ids: unknown): string[] => [...(ids as string[])].sort();
+
+  it.each([
+    ['exact', { PatientID: 'F3' }],
+    ['wildcard *', { PatientName: 'SMITH*' }],
+    ['wildcard ?', { PatientID: 'F?' }],
+    ['date range a-b', { StudyDate: '20210101-20211231' }],
+    ['open range a-', { StudyDate: '20211231-' }],
+    ['open range -b', { StudyDate: '-20210601' }],
+    ['list', { AccessionNumber: 'A1\\B4' }],
+    ['brackets are literal', { StudyDescription: 'Chest [plain]' }],
+    ['tag spelling', { '0008,0050': 'A2' }],
+    ['universal', { PatientName: '*' }],
+  ])('matches %s as Orthanc does (case-sensitive)', async (_name, query) => {
+    const [ours, theirs] = await both({ Level: 'Study', Query: query, CaseSensitive: true });
+    expect(sorted(ours)).toEqual(sorted(theirs));
+    expect((ours as string[]).length).toBeGreaterThan(0);
+  });
+
+  it('matches a lower-level attribute on any descendant (Orthanc 1.10 matches nothing there)', async () => {
+    const [ours, theirs] = await both({ Level: 'Study', Query: { Modality: 'US' }, CaseSensitive: true });
+    expect(theirs).toEqual([]);
+    const us = (await request(gateway.app).post('/tools/find').send({ Level: 'Study', Query: { PatientID: 'F4' } })).body;
+    expect(ours).toEqual(us);
+    expect(us).toHaveLength(1);
+  });
+
+  it('matches case-insensitively by default, and as Orthanc with CaseSensitive false', async () => {
+    const ours = (await request(gateway.app).post('/tools/find').send({ Level: 'Patient', Query: { PatientName: 'smith*' } })).body;
+    expect(ours).toHaveLength(2);
+    const [insensitive, theirs] = await both({ Level: 'Patient', Query: { PatientName: 'smith*' }, CaseSensitive: false });
+    expect(sorted(insensitive)).toEqual(sorted(theirs));
+    const [sensitive] = await both({ Level: 'Patient', Query: { PatientName: 'smith*' }, CaseSensitive: true });
+    expect(sensitive).toEqual([]);
+  });
+
+  it('expands answers like Orthanc, with Limit and Since paging in a stable order', async () => {
+    const [ours, theirs] = await both({ Level: 'Series', Query: { Modality: 'CT' }, Expand: true });
+    const strip = (list: unknown): unknown =>
+      (list as Array<Record<string, unknown>>).map(({ ID, MainDicomTags, ParentStudy, Type }) => ({ ID, MainDicomTags, ParentStudy, Type })).sort((a, b) => String(a.ID).localeCompare(String(b.ID)));
+    expect(strip(ours)).toEqual(strip(theirs));
+    const all = (await request(gateway.app).post('/tools/find').send({ Level: 'Study', Query: {} })).body as string[];
+    expect(all).toHaveLength(4);
+    const second = (await request(gateway.app).post('/tools/find').send({ Level: 'Study', Query: {}, Limit: 1, Since: 1 })).body;
+    expect(second).toEqual([all[1]]);
+    const filteredPage = (await request(gateway.app).post('/tools/find').send({ Level: 'Study', Query: { Modality: 'CT' }, Limit: 1, Since: 1 })).body;
+    const filtered = (await request(gateway.app).post('/tools/find').send({ Level: 'Study', Query: { Modality: 'CT' } })).body;
+    expect(filteredPage).toEqual([filtered[1]]);
+  });
+
+  it('answers RequestedTags, computed ones included', async () => {
+    const res = await request(gateway.app)
+      .post('/tools/find')
+      .send({
+        Level: 'Study',
+        Query: { PatientID: 'F1' },
+        Expand: true,
+        RequestedTags: ['ModalitiesInStudy', 'NumberOfStudyRelatedSeries', 'NumberOfStudyRelatedInstances', 'PatientName', '0008,0016', 'Rows'],
+      });
+    expect(res.status).toBe(200);
+    expect(res.body).toHaveLength(1);
+    expect(res.body[0].RequestedTags).toMatchObject({
+      ModalitiesInStudy: 'CT\\SR',
+      NumberOfStudyRelatedSeries: '2',
+      NumberOfStudyRelatedInstances: '2',
+      PatientName: 'SMITH^JOHN',
+      SOPClassUID: '1.2.840.10008.5.1.4.1.1.2',
+    });
+    expect(res.body[0].RequestedTags.Rows).toMatch(/^\d+$/);
+    const byModality = (await request(gateway.app).post('/tools/find').send({ Level: 'Study', Query: { ModalitiesInStudy: 'SR\\US' } })).body;
+    expect(byModality).toHaveLength(2);
+  });
+
+  it('matches attributes outside the index on the files (a private tag)', async () => {
+    const file = makeInstance({
+      PatientID: 'PRIV',
+      extraElements: { '00090010': { vr: 'LO', Value: ['Lunit'] }, '00091001': { vr: 'LO', Value: ['score-7'] } },
+    });
+    await request(gateway.app).post('/instances').send(file);
+    const found = (await request(gateway.app).post('/tools/find').send({ Level: 'Instance', Query: { '0009,1001': 'score-*' } })).body;
+    expect(found).toHaveLength(1);
+    const none = (await request(gateway.app).post('/tools/find').send({ Level: 'Instance', Query: { '0009,1001': 'other' } })).body;
+    expect(none).toEqual([]);
+  });
+
+  it('looks up DICOM identifiers as Orthanc does', async () => {
+    const ours = (await request(gateway.app).post('/tools/lookup').send(studyUids[2])).body;
+    const theirs = await (await fetch(`${orthanc.url}/tools/lookup`, { method: 'POST', body: studyUids[2] })).json();
+    expect(ours).toEqual(theirs);
+    expect((await request(gateway.app).post('/tools/lookup').send('1.2.3.4.5.6.7')).body).toEqual([]);
+    const count = (await request(gateway.app).post('/tools/count-resources').send({ Level: 'Study', Query: { Modality: 'CT', PatientID: 'F*' } })).body;
+    expect(count).toEqual({ Count: 2 });
+  });
+
+  it('refuses malformed /tools/find requests with 400', async () => {
+    const cases: unknown[] = ['{not json', { Level: 'Nope', Query: {} }, { Level: 'Study', Query: { NotAKeyword: 'x' } }, { Level: 'Study', Query: { PatientID: 3 } }, { Level: 'Study', Query: {}, Limit: -1 }, []];
+    for (const body of cases) {
+      const res = await request(gateway.app).post('/tools/find').send(typeof body === 'string' ? body : JSON.stringify(body));
+      expect(res.status).toBe(400);
+      expect(res.body.HttpStatus).toBe(400);
+    }
+    expect((await request(gateway.app).post('/tools/bulk-delete').send({ Resources: ['../etc'] })).status).toBe(400);
+  });
+});
