@@ -1,0 +1,110 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startGatewayProcess, runGatewayExpectingFailure, removeDir, type GatewayProcess } from '../helpers/gateway-process';
+import { makeInstance } from '../helpers/dicom-factory';
+
+function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const full = join(dir, name);
+    if (statSync(full).isDirectory()) out.push(...filesUnder(full));
+    else out.push(full);
+  }
+  return out;
+}
+
+/** DICOM files of the storage area (not the SQLite index, not tmp/). */
+function storedDicomFiles(storage: string): string[] {
+  return filesUnder(storage).filter((f) => !f.includes('index.sqlite') && !f.includes(`${join(storage, 'tmp')}`));
+}
+
+describe('the dicomweb-gateway command', () => {
+  const running: GatewayProcess[] = [];
+  afterEach(async () => {
+    for (const g of running.splice(0)) {
+      await g.stop('SIGKILL');
+      removeDir(g.dir);
+    }
+  });
+
+  it('starts from an Orthanc-style configuration, on loopback only, and stores through the native API', async () => {
+    const gateway = await startGatewayProcess({ Name: 'E2E' });
+    running.push(gateway);
+    const system = await (await fetch(`${gateway.url}/system`)).json();
+    expect(system.Name).toBe('E2E');
+    const upload = await fetch(`${gateway.url}/instances`, { method: 'POST', body: makeInstance() });
+    expect(upload.status).toBe(200);
+    expect((await upload.json()).Status).toBe('Success');
+    // RemoteAccessAllowed is false: the socket is bound to 127.0.0.1, not to every interface
+    const ss = execFileSync('ss', ['-ltn']).toString();
+    const line = ss.split('\n').find((l) => l.includes(`:${gateway.port} `));
+    expect(line).toBeDefined();
+    expect(line).toContain(`127.0.0.1:${gateway.port}`);
+  });
+
+  it('refuses to start on a bad value, naming the key and the file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gateway-bad-'));
+    try {
+      const result = runGatewayExpectingFailure('{ "HttpPort": "not a port" }', dir);
+      expect(result.status).toBe(1);
+      expect(result.output).toContain('HttpPort');
+      expect(result.output).toContain(join(dir, 'bad.json'));
+    } finally {
+      removeDir(dir);
+    }
+  });
+
+  it('asks for HTTP Basic credentials from RegisteredUsers and never echoes them', async () => {
+    const gateway = await startGatewayProcess({ AuthenticationEnabled: true, RegisteredUsers: { alice: 's3cret-pw' } });
+    running.push(gateway);
+    const anonymous = await fetch(`${gateway.url}/patients`);
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers.get('www-authenticate')).toMatch(/^Basic realm=/);
+    expect((await anonymous.json()).HttpStatus).toBe(401);
+    const wrong = await fetch(`${gateway.url}/patients`, { headers: { authorization: `Basic ${Buffer.from('alice:nope').toString('base64')}` } });
+    expect(wrong.status).toBe(401);
+    const right = await fetch(`${gateway.url}/patients`, { headers: { authorization: `Basic ${Buffer.from('alice:s3cret-pw').toString('base64')}` } });
+    expect(right.status).toBe(200);
+    expect(await right.json()).toEqual([]);
+    expect(gateway.output()).not.toContain('s3cret-pw');
+  });
+
+  it('finds a consistent store after kill -9 in the middle of uploads', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gateway-crash-'));
+    const storage = join(dir, 'storage');
+    const first = await startGatewayProcess({}, dir);
+    running.push(first);
+    // one upload stalls half-way through its body, many small ones complete or not around the kill
+    const big = makeInstance({ Rows: 512, Columns: 512, BitsAllocated: 16 });
+    const stalled = httpRequest(`${first.url}/instances`, { method: 'POST', headers: { 'content-length': String(big.length) } });
+    stalled.on('error', () => undefined);
+    stalled.write(big.subarray(0, big.length / 2));
+    const uploads = Array.from({ length: 40 }, () =>
+      fetch(`${first.url}/instances`, { method: 'POST', body: makeInstance() }).then(
+        (r) => r.status,
+        () => 0,
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 150));
+    await first.stop('SIGKILL');
+    await Promise.all(uploads);
+    running.splice(0);
+
+    const second = await startGatewayProcess({}, dir);
+    running.push(second);
+    const instances = (await (await fetch(`${second.url}/instances?expand`)).json()) as Array<{ ID: string; FileSize: number }>;
+    // every indexed instance has its complete file, and every file belongs to an indexed instance
+    for (const instance of instances) {
+      const file = await fetch(`${second.url}/instances/${instance.ID}/file`);
+      expect(file.status).toBe(200);
+      expect((await file.arrayBuffer()).byteLength).toBe(instance.FileSize);
+    }
+    expect(storedDicomFiles(storage)).toHaveLength(instances.length);
+    expect(readdirSync(join(storage, 'tmp'))).toEqual([]);
+    const stats = await (await fetch(`${second.url}/statistics`)).json();
+    expect(stats.CountInstances).toBe(instances.length);
+  });
+});
