@@ -88,8 +88,11 @@ declare module 'dcmjs' {
     }
   }
 
-  export const log: {
+  /** dcmjs's loglevel logger (default level "warn"); validation messages use getLogger('validation.dcmjs'). */
+  interface Logger {
     setLevel(level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent' | number): void;
     getLevel(): number;
-  };
+    getLogger(name: string): Logger;
+  }
+  export const log: Logger;
 }

@@ -10,7 +10,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { deflateRawSync } from 'node:zlib';
 import { data, log } from 'dcmjs';
-import { NativeCodecs, Transcoder } from 'dcmjs-codecs';
+import { Context, NativeCodecs } from 'dcmjs-codecs';
 
 type DicomDataset = data.DicomDataset;
 type NaturalizedDataset = data.NaturalizedDataset;
@@ -82,7 +82,10 @@ export interface InstanceOptions {
   SOPInstanceUID?: string;
   SOPClassUID?: string;
   InstanceNumber?: number;
-  /** Written only when given, or set to "ISO_IR 192" when some text is not ASCII (dcmjs writes UTF-8). */
+  /**
+   * Written when given, else set to "ISO_IR 192" when some text is not ASCII. dcmjs always writes
+   * text as UTF-8, so another charset with non-ASCII text gives a mislabelled file (negative tests).
+   */
   SpecificCharacterSet?: string;
   // Image
   Rows?: number;
@@ -103,7 +106,7 @@ export interface InstanceOptions {
   // Factory settings
   /** Defaults to Explicit VR Little Endian. */
   transferSyntax?: TransferSyntaxUid;
-  /** Denaturalized elements ("GGGGEEEE" -> { vr, Value }) merged last: private tags, sequences, overrides. */
+  /** Denaturalized elements (upper-case "GGGGEEEE" -> { vr, Value }) merged last: private tags, sequences, overrides. */
   extraElements?: DicomDataset;
   /** Makes every generated UID (and nothing else) deterministic. */
   seed?: string;
@@ -163,21 +166,20 @@ export interface PixelLayout {
   SamplesPerPixel: 1 | 3;
 }
 
-/** Runs `fn` with dcmjs logging off: it warns about every private tag it cannot name. */
+/** Runs `fn` with dcmjs logging off: it warns about every private tag it cannot name, and about implicit-VR pixel data. */
 function quietly<T>(fn: () => T): T {
-  const level = log.getLevel();
-  log.setLevel('silent');
+  const loggers = [log, log.getLogger('validation.dcmjs')];
+  const levels = loggers.map((logger) => logger.getLevel());
+  loggers.forEach((logger) => logger.setLevel('silent'));
   try {
     return fn();
   } finally {
-    log.setLevel(level);
+    loggers.forEach((logger, i) => logger.setLevel(levels[i]));
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // UIDs
-
-let uidCounter = 0;
 
 /**
  * A UID of the form 2.25.<128-bit decimal> (PS3.5 B.2). With a seed, the UID is a pure function of
@@ -185,9 +187,7 @@ let uidCounter = 0;
  */
 export function newUid(seed?: string): string {
   const bytes = seed === undefined ? randomBytes(16) : createHash('sha256').update(seed).digest().subarray(0, 16);
-  const value = BigInt('0x' + bytes.toString('hex'));
-  uidCounter += 1;
-  return `2.25.${value === 0n ? uidCounter : value.toString(10)}`;
+  return `2.25.${BigInt('0x' + bytes.toString('hex')).toString(10)}`;
 }
 
 const IMPLEMENTATION_CLASS_UID = newUid('dicomweb-gateway test factory');
@@ -295,33 +295,79 @@ export async function initCodecs(): Promise<void> {
   if (!NativeCodecs.isInitialized()) await NativeCodecs.initializeAsync();
 }
 
-/** What dcmjs-codecs changes when it encodes: the pixels and the attributes that describe them. */
-const ENCODING_TAGS = ['7FE00010', '00280004', '00280006', '00282110', '00282112', '00282114'];
+interface CodecChoice {
+  lossyMethod?: string;
+  encode(context: Context): Context;
+}
+
+/** How each JPEG-family syntax is encoded with the dcmjs-codecs WebAssembly. */
+const CODECS: Partial<Record<TransferSyntaxUid, CodecChoice>> = {
+  [TransferSyntax.JPEGBaseline8Bit]: {
+    lossyMethod: 'ISO_10918_1',
+    encode: (c) => NativeCodecs.encodeJpeg(c, { lossy: true, quality: 95 }),
+  },
+  [TransferSyntax.JPEGLosslessSV1]: {
+    encode: (c) => NativeCodecs.encodeJpeg(c, { lossy: false, predictor: 1, pointTransform: 0 }),
+  },
+  [TransferSyntax.JPEGLSLossless]: { encode: (c) => NativeCodecs.encodeJpegLs(c, { lossy: false }) },
+  [TransferSyntax.JPEGLSNearLossless]: {
+    lossyMethod: 'ISO_14495_1',
+    encode: (c) => NativeCodecs.encodeJpegLs(c, { lossy: true, allowedLossyError: 2 }),
+  },
+  [TransferSyntax.JPEG2000Lossless]: { encode: (c) => NativeCodecs.encodeJpeg2000(c, { lossy: false }) },
+  [TransferSyntax.JPEG2000]: {
+    lossyMethod: 'ISO_15444_1',
+    encode: (c) => NativeCodecs.encodeJpeg2000(c, { lossy: true, rate: 10 }),
+  },
+};
 
 /**
- * Encodes the pixel data with dcmjs-codecs and keeps everything else as given: its Transcoder drops
- * private tags and gives lossy results a new SOPInstanceUID, which a test factory must not do.
+ * Encodes each frame with the dcmjs-codecs WebAssembly (its Transcoder is not used: it drops private
+ * tags and gives lossy results a new SOPInstanceUID, which a test factory must not do).
  */
-function encodeWithCodecs(dataset: DicomDataset, syntax: TransferSyntaxUid, layout: PixelLayout): Buffer {
+function encodeFrames(
+  pixels: Buffer,
+  frames: number,
+  t: ResolvedInstance,
+): { fragments: ArrayBuffer[]; extra: NaturalizedDataset } {
+  const codec = CODECS[t.transferSyntax];
+  if (!codec) throw new Error(`no codec for transfer syntax ${t.transferSyntax}`);
   if (!NativeCodecs.isInitialized()) {
-    throw new Error(`transfer syntax ${syntax} needs the dcmjs-codecs WebAssembly: await initCodecs() first`);
+    throw new Error(`transfer syntax ${t.transferSyntax} needs the dcmjs-codecs WebAssembly: await initCodecs() first`);
   }
-  if (syntax === TransferSyntax.JPEGBaseline8Bit && layout.BitsAllocated !== 8) {
+  if (t.transferSyntax === TransferSyntax.JPEGBaseline8Bit && t.BitsAllocated !== 8) {
     throw new Error('JPEG Baseline (1.2.840.10008.1.2.4.50) holds 8-bit samples only: use BitsAllocated 8');
   }
-  const native = toArrayBuffer(writePart10(dataset, TransferSyntax.ExplicitVRLittleEndian));
-  const encoded = quietly(() => {
-    const transcoder = new Transcoder(native);
-    transcoder.transcode(syntax, { quality: 95, allowedLossyError: 2, rate: 10 });
-    return data.DicomMessage.readFile(transcoder.getDicomPart10()).dict;
-  });
-  const merged: DicomDataset = { ...dataset };
-  for (const tag of ENCODING_TAGS) if (encoded[tag]) merged[tag] = encoded[tag];
-  const frames = (merged['7FE00010']?.Value ?? []) as ArrayBuffer[];
-  const photometric =
-    layout.SamplesPerPixel === 3 && frames.length > 0 ? colorPhotometric(new Uint8Array(frames[0]), syntax) : undefined;
-  if (photometric !== undefined) merged['00280004'] = { vr: 'CS', Value: [photometric] };
-  return writePart10(merged, syntax);
+  const frameSize = pixels.length / frames;
+  const fragments: ArrayBuffer[] = [];
+  for (let f = 0; f < frames; f++) {
+    const context = new Context({
+      width: t.Columns,
+      height: t.Rows,
+      bitsAllocated: t.BitsAllocated,
+      bitsStored: t.BitsStored,
+      samplesPerPixel: t.SamplesPerPixel,
+      pixelRepresentation: t.PixelRepresentation,
+      planarConfiguration: 0,
+      photometricInterpretation: t.PhotometricInterpretation,
+      decodedBuffer: new Uint8Array(pixels.subarray(f * frameSize, (f + 1) * frameSize)),
+    });
+    const encoded = codec.encode(context).getEncodedBuffer();
+    if (!encoded) throw new Error(`dcmjs-codecs gave no data for frame ${f} in ${t.transferSyntax}`);
+    fragments.push(toArrayBuffer(encoded));
+  }
+  const extra: NaturalizedDataset = {};
+  if (t.SamplesPerPixel === 3) {
+    const photometric = colorPhotometric(new Uint8Array(fragments[0]), t.transferSyntax);
+    if (photometric) extra.PhotometricInterpretation = photometric;
+  }
+  if (codec.lossyMethod) {
+    const encodedSize = fragments.reduce((sum, fragment) => sum + fragment.byteLength, 0);
+    extra.LossyImageCompression = '01';
+    extra.LossyImageCompressionRatio = Number((pixels.length / encodedSize).toFixed(3));
+    extra.LossyImageCompressionMethod = codec.lossyMethod;
+  }
+  return { fragments, extra };
 }
 
 /**
@@ -508,16 +554,28 @@ function layoutOf(t: ResolvedInstance): PixelLayout {
   };
 }
 
-function imageDataset(t: ResolvedInstance, pixels: Buffer): DicomDataset {
-  const encapsulated = t.transferSyntax === TransferSyntax.RLELossless;
-  const layout = layoutOf(t);
+/** PixelData values (one per frame when encapsulated) and the attributes the encoding adds. */
+function encodePixels(t: ResolvedInstance, pixels: Buffer): { value: ArrayBuffer[]; extra: NaturalizedDataset } {
   const frames = t.NumberOfFrames ?? 1;
+  if (isCodecSyntax(t.transferSyntax)) {
+    const { fragments, extra } = encodeFrames(pixels, frames, t);
+    return { value: fragments, extra };
+  }
+  if (t.transferSyntax !== TransferSyntax.RLELossless) return { value: [toArrayBuffer(pixels)], extra: {} };
   const frameSize = pixels.length / frames;
-  const pixelValue = encapsulated
-    ? Array.from({ length: frames }, (_, f) =>
-        toArrayBuffer(rleEncodeFrame(pixels.subarray(f * frameSize, (f + 1) * frameSize), layout)),
-      )
-    : [toArrayBuffer(pixels)];
+  const value = Array.from({ length: frames }, (_, f) =>
+    toArrayBuffer(rleEncodeFrame(pixels.subarray(f * frameSize, (f + 1) * frameSize), layoutOf(t))),
+  );
+  return { value, extra: {} };
+}
+
+function isCodecSyntax(syntax: string): boolean {
+  return (CODEC_FACTORY_SYNTAXES as readonly string[]).includes(syntax);
+}
+
+function imageDataset(t: ResolvedInstance, pixels: Buffer): DicomDataset {
+  const encapsulated = t.transferSyntax === TransferSyntax.RLELossless || isCodecSyntax(t.transferSyntax);
+  const encoded = encodePixels(t, pixels);
   const natural: NaturalizedDataset = dropUndefined({
     ...patientStudySeries(t),
     SOPClassUID: t.SOPClassUID,
@@ -546,7 +604,8 @@ function imageDataset(t: ResolvedInstance, pixels: Buffer): DicomDataset {
     RescaleType: t.RescaleSlope !== undefined && t.Modality !== 'CT' ? 'US' : undefined,
     WindowCenter: t.WindowCenter,
     WindowWidth: t.WindowWidth,
-    PixelData: pixelValue,
+    ...encoded.extra,
+    PixelData: encoded.value,
     _vrMap: { PixelData: encapsulated || t.BitsAllocated === 8 ? 'OB' : 'OW' },
   });
   return data.DicomMetaDictionary.denaturalizeDataset(natural);
@@ -566,6 +625,9 @@ function checkPixelOptions(t: ResolvedInstance, pixels: Buffer): void {
 /** Builds one image instance and tells what it wrote. */
 export function buildInstance(options: InstanceOptions = {}): GeneratedInstance {
   const tags = resolveInstanceOptions(options);
+  if (!NATIVE_FACTORY_SYNTAXES.includes(tags.transferSyntax) && !isCodecSyntax(tags.transferSyntax)) {
+    throw new Error(`the factory cannot write transfer syntax ${tags.transferSyntax}`);
+  }
   const layout = layoutOf(tags);
   const pixels = options.pixelData ? Buffer.from(options.pixelData) : makePixelData(layout, tags.NumberOfFrames ?? 1);
   checkPixelOptions(tags, pixels);
@@ -574,12 +636,6 @@ export function buildInstance(options: InstanceOptions = {}): GeneratedInstance 
     tags.SpecificCharacterSet,
   );
   const resolved: ResolvedInstance = { ...tags, SpecificCharacterSet: dataset['00080005']?.Value?.join('\\') };
-  if ((CODEC_FACTORY_SYNTAXES as readonly string[]).includes(tags.transferSyntax)) {
-    return { buffer: encodeWithCodecs(dataset, tags.transferSyntax, layout), tags: resolved, pixels };
-  }
-  if (!(NATIVE_FACTORY_SYNTAXES as readonly string[]).includes(tags.transferSyntax)) {
-    throw new Error(`the factory cannot write transfer syntax ${tags.transferSyntax}`);
-  }
   return { buffer: writePart10(dataset, tags.transferSyntax), tags: resolved, pixels };
 }
 

@@ -130,15 +130,19 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-// Children still running when the test process exits are killed (exit handlers must be synchronous).
-const running = new Set<ChildProcess>();
+// Children still running when the test process exits are killed and their directories removed
+// (exit handlers must be synchronous).
+const running = new Map<ChildProcess, string>();
 let exitHookInstalled = false;
 
-function killAllOnExit(): void {
+function cleanUpOnExit(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on('exit', () => {
-    for (const child of running) child.kill('SIGKILL');
+    for (const [child, dir] of running) {
+      child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 }
 
@@ -192,8 +196,8 @@ export async function startOrthanc(options: OrthancOptions = {}): Promise<Orthan
   writeFileSync(configPath, JSON.stringify(config, null, 2));
 
   const child = spawn(binary, [configPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(child);
-  killAllOnExit();
+  running.set(child, dir);
+  cleanUpOnExit();
   let log = '';
   const keep = (chunk: Buffer): void => {
     log = (log + chunk.toString('utf8')).slice(-STDERR_KEEP_CHARS);
