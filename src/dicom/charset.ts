@@ -11,6 +11,7 @@
  * `readDicomFileWithCharsets` reads with dcmjs but keeps text as undecoded bytes, then decodes every
  * SH/LO/ST/LT/UT/UC/PN value here with `decodeText`.
  */
+import { TextDecoder } from 'node:util';
 import * as dcmjs from 'dcmjs';
 import { CHARSET_TEXT_VRS, SINGLE_VALUED_TEXT_VRS } from './dictionary';
 

@@ -1,5 +1,5 @@
-import * as dcmjs from 'dcmjs';
 import { isBinaryVr } from './dictionary';
+import { readDicomFileWithCharsets } from './charset';
 
 /** One element of a dcmjs "denaturalized" data set: the DICOM JSON model plus dcmjs's raw string values. */
 export interface DicomElement {
@@ -34,9 +34,10 @@ export function parseDicom(buffer: Buffer, options: { untilPixelData?: boolean }
   if (buffer.length < 132 || buffer.toString('latin1', 128, 132) !== 'DICM') {
     throw new DicomParseError('Not a DICOM Part 10 file (no DICM prefix)');
   }
-  const arrayBuffer = buffer.buffer.slice(buffer.byteOffset, buffer.byteOffset + buffer.byteLength);
+  const arrayBuffer = buffer.buffer.slice(buffer.byteOffset, buffer.byteOffset + buffer.byteLength) as ArrayBuffer;
   try {
-    const file = dcmjs.data.DicomMessage.readFile(arrayBuffer, {
+    // dcmjs alone mis-decodes ISO 2022 and text inside sequences: charset.ts decodes every text value itself
+    const file = readDicomFileWithCharsets(arrayBuffer, {
       ignoreErrors: false,
       untilTag: options.untilPixelData ? PIXEL_DATA : null,
       includeUntilTagValue: false,
