@@ -3,7 +3,10 @@ import type { GatewayConfig } from '../config/gateway-config';
 import type { NativeCore } from '../core/native-model';
 import { EmbeddedCore } from '../core/embedded/embedded-core';
 import { nativeRouter } from '../core/embedded/routes/native-router';
+import { RemoteCore } from '../core/remote/remote-core';
+import { coreProxy } from '../core/remote/native-proxy';
 import { dicomWebRouter } from '../dicomweb/dicomweb-router';
+import { wadoUriRouter } from '../dicomweb/wado-uri';
 import { basicAuth } from './auth';
 import { errorHandler, sendError } from './errors';
 import { logger } from './logger';
@@ -16,8 +19,7 @@ export interface Gateway {
 
 /** The core the configuration asks for: a real Orthanc when "Core" is set, else the embedded one. */
 export function createCore(config: GatewayConfig): NativeCore {
-  if (config.core) throw new Error('The remote core is not available in this build');
-  return new EmbeddedCore(config);
+  return config.core ? new RemoteCore(config) : new EmbeddedCore(config);
 }
 
 export function createApp(config: GatewayConfig, core: NativeCore = createCore(config)): Gateway {
@@ -38,10 +40,26 @@ export function createApp(config: GatewayConfig, core: NativeCore = createCore(c
   if (config.authenticationEnabled) app.use(basicAuth(config.registeredUsers, config.name));
 
   if (config.dicomWeb.enable) app.use(config.dicomWeb.root.replace(/\/$/, ''), dicomWebRouter({ config, core }));
+  if (config.dicomWeb.enableWado) app.use(config.dicomWeb.wadoRoot, wadoUriRouter({ config, core }));
+  let closeProxy = (): void => undefined;
   if (core instanceof EmbeddedCore) app.use(nativeRouter(core));
+  if (core instanceof RemoteCore) {
+    // a core that is down is logged, not fatal: DICOMweb calls answer 503 until it is back
+    void core.checkConnection();
+    const proxy = coreProxy(config, core.http.target);
+    app.use(proxy);
+    closeProxy = proxy.close;
+  }
 
   app.use((req, res) => sendError(req, res, 404, 'Unknown resource', `No route for ${req.method} ${req.path}`));
   app.use(errorHandler);
 
-  return { app, core, close: () => core.close() };
+  return {
+    app,
+    core,
+    close: async () => {
+      closeProxy();
+      await core.close();
+    },
+  };
 }

@@ -1,0 +1,300 @@
+/**
+ * Rendering one frame of a DICOM image to JPEG/PNG/GIF (WADO-RS rendered/thumbnail, WADO-URI).
+ *
+ * Greyscale frames in a native transfer syntax go through our own pipeline, so that the output is
+ * exactly the PS3.3 one: Modality LUT (C.11.1: slope/intercept), VOI LUT function (C.11.2.1.2:
+ * linear, linear-exact, sigmoid), MONOCHROME1 inversion. Colour images (RGB, YBR, palette) and
+ * compressed greyscale go through dcmjs-imaging, whose WebAssembly codecs decode every syntax.
+ * sharp then crops, scales and encodes. Pure: bytes in, bytes out.
+ */
+import { DicomImage, NativePixelDecoder, WindowLevel } from 'dcmjs-imaging';
+import sharp from 'sharp';
+import { parseDicom, type DicomDataset, type DicomElement } from './dicom-file';
+
+export type RenderedMediaType = 'image/jpeg' | 'image/png' | 'image/gif';
+export type VoiFunction = 'linear' | 'linear-exact' | 'sigmoid';
+
+export interface VoiWindow {
+  center: number;
+  width: number;
+  fn: VoiFunction;
+}
+
+/** PS3.18 §8.3.5.1.3 viewport: output size, optionally a source region (negative size = flip). */
+export interface Viewport {
+  width: number;
+  height: number;
+  region?: { x: number; y: number; width: number; height: number };
+}
+
+export interface RenderOptions {
+  /** 0-based frame. */
+  frame?: number;
+  mediaType?: RenderedMediaType;
+  window?: VoiWindow;
+  viewport?: Viewport;
+  /** Output must fit in this box (thumbnails, WADO-URI rows/columns); never enlarged. */
+  maxSize?: { width?: number; height?: number };
+  /** WADO-URI region: fractions of the image, x1,y1,x2,y2 in 0..1. */
+  fractionRegion?: [number, number, number, number];
+  /** 1..100 (JPEG). */
+  quality?: number;
+}
+
+/** Why an image cannot be rendered: `kind` lets each service pick its status (406 vs 400). */
+export class RenderError extends Error {
+  constructor(
+    readonly kind: 'not-image' | 'bad-frame' | 'bad-parameter' | 'unsupported',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RenderError';
+  }
+}
+
+/** Interleaved 8-bit pixels, 1 (grey) or 4 (RGBA) channels. */
+export interface RawImage {
+  width: number;
+  height: number;
+  channels: 1 | 4;
+  data: Buffer;
+}
+
+const NATIVE_SYNTAXES = new Set(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.1.99', '1.2.840.10008.1.2.2']);
+const BIG_ENDIAN = '1.2.840.10008.1.2.2';
+
+function numbers(element: DicomElement | undefined): number[] {
+  return (element?.Value ?? []).map((v) => Number(v)).filter((n) => Number.isFinite(n));
+}
+
+function firstNumber(dataset: DicomDataset, tag: string): number | undefined {
+  return numbers(dataset[tag])[0];
+}
+
+function firstText(dataset: DicomDataset, tag: string): string | undefined {
+  const value = dataset[tag]?.Value?.[0];
+  return typeof value === 'string' ? value.trim() : undefined;
+}
+
+/** PS3.3 C.11.2.1.2: the VOI function maps x to 0..255 (ymin=0, ymax=255). */
+export function applyVoi(x: number, { center: c, width: w, fn }: VoiWindow): number {
+  if (fn === 'sigmoid') return 255 / (1 + Math.exp((-4 * (x - c)) / w));
+  if (fn === 'linear-exact') {
+    if (x <= c - w / 2) return 0;
+    if (x > c + w / 2) return 255;
+    return ((x - c) / w + 0.5) * 255;
+  }
+  if (x <= c - 0.5 - (w - 1) / 2) return 0;
+  if (x > c - 0.5 + (w - 1) / 2) return 255;
+  return ((x - (c - 0.5)) / (w - 1) + 0.5) * 255;
+}
+
+/** PS3.3 C.11.2.1.2: linear needs width >= 1, the others width > 0. */
+export function checkWindow(window: VoiWindow): void {
+  const ok = Number.isFinite(window.center) && Number.isFinite(window.width) && (window.fn === 'linear' ? window.width >= 1 : window.width > 0);
+  if (!ok) throw new RenderError('bad-parameter', `Invalid window: center ${window.center}, width ${window.width} (${window.fn})`);
+}
+
+/** Stored values of one native greyscale frame, as signed/unsigned integers of BitsStored bits. */
+function storedValues(dataset: DicomDataset, transferSyntax: string, frame: number): { values: Float64Array; width: number; height: number } {
+  const width = firstNumber(dataset, '00280011') ?? 0;
+  const height = firstNumber(dataset, '00280010') ?? 0;
+  const allocated = firstNumber(dataset, '00280100') ?? 16;
+  const stored = firstNumber(dataset, '00280101') ?? allocated;
+  const signed = firstNumber(dataset, '00280103') === 1;
+  if (allocated !== 8 && allocated !== 16) throw new RenderError('unsupported', `BitsAllocated ${allocated} is not supported`);
+  const raw = pixelBytes(dataset);
+  const bytes = allocated / 8;
+  const count = width * height;
+  const start = frame * count * bytes;
+  if (raw.length < start + count * bytes) throw new RenderError('bad-frame', `The pixel data holds no frame ${frame + 1}`);
+  const values = new Float64Array(count);
+  const mask = 2 ** stored - 1;
+  const signBit = 2 ** (stored - 1);
+  for (let i = 0; i < count; i++) {
+    const at = start + i * bytes;
+    let v = bytes === 1 ? raw[at] : transferSyntax === BIG_ENDIAN ? raw.readUInt16BE(at) : raw.readUInt16LE(at);
+    v &= mask;
+    // two's complement on BitsStored bits (PS3.5 §8.1.1)
+    if (signed && v >= signBit) v -= 2 * signBit;
+    values[i] = v;
+  }
+  return { values, width, height };
+}
+
+function pixelBytes(dataset: DicomDataset): Buffer {
+  const value = dataset['7FE00010']?.Value ?? [];
+  const parts = value.map((part) => {
+    if (part instanceof ArrayBuffer) return Buffer.from(part);
+    if (ArrayBuffer.isView(part)) return Buffer.from(part.buffer, part.byteOffset, part.byteLength);
+    throw new RenderError('unsupported', 'Unexpected pixel data value');
+  });
+  return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+}
+
+/** The window to use: asked, else the file's first WindowCenter/Width, else the frame's min/max. */
+function chooseWindow(dataset: DicomDataset, modality: Float64Array, asked: VoiWindow | undefined): VoiWindow {
+  if (asked) return asked;
+  const center = firstNumber(dataset, '00281050');
+  const width = firstNumber(dataset, '00281051');
+  const fnText = (firstText(dataset, '00281056') ?? 'LINEAR').toLowerCase().replace('_', '-');
+  const fn: VoiFunction = fnText === 'sigmoid' || fnText === 'linear-exact' ? fnText : 'linear';
+  if (center !== undefined && width !== undefined && width > 0 && (fn !== 'linear' || width >= 1)) return { center, width, fn };
+  let min = Infinity;
+  let max = -Infinity;
+  for (const v of modality) {
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  // linear-exact maps min → 0 and max → 255 exactly
+  return { center: (min + max) / 2, width: Math.max(max - min, 1e-6), fn: 'linear-exact' };
+}
+
+/** Our PS3.3 greyscale pipeline for a native frame. */
+export function renderGreyscale(dataset: DicomDataset, transferSyntax: string, frame: number, window?: VoiWindow): RawImage {
+  const { values, width, height } = storedValues(dataset, transferSyntax, frame);
+  const slope = firstNumber(dataset, '00281053') ?? 1;
+  const intercept = firstNumber(dataset, '00281052') ?? 0;
+  const modality = values.map((v) => v * slope + intercept);
+  const voi = chooseWindow(dataset, modality, window);
+  const invert = firstText(dataset, '00280004') === 'MONOCHROME1';
+  const data = Buffer.alloc(width * height);
+  for (let i = 0; i < modality.length; i++) {
+    const y = Math.round(applyVoi(modality[i], voi));
+    data[i] = invert ? 255 - y : y;
+  }
+  return { width, height, channels: 1, data };
+}
+
+let decoderReady: Promise<void> | undefined;
+
+/** Loads the dcmjs-imaging WebAssembly decoders once. */
+function ensureDecoder(): Promise<void> {
+  decoderReady ??= NativePixelDecoder.isInitialized() ? Promise.resolve() : NativePixelDecoder.initializeAsync();
+  return decoderReady;
+}
+
+/** dcmjs-imaging for colour and compressed images (its window is the PS3.3 linear one). */
+async function renderWithImaging(file: Buffer, frame: number, window?: VoiWindow): Promise<RawImage> {
+  await ensureDecoder();
+  const arrayBuffer = file.buffer.slice(file.byteOffset, file.byteOffset + file.byteLength) as ArrayBuffer;
+  try {
+    const image = new DicomImage(arrayBuffer);
+    if (frame >= image.getNumberOfFrames()) throw new RenderError('bad-frame', `The image has no frame ${frame + 1}`);
+    const result = image.render({
+      frame,
+      renderOverlays: false,
+      ...(window ? { windowLevel: new WindowLevel(window.width, window.center) } : {}),
+    });
+    return { width: result.width, height: result.height, channels: 4, data: Buffer.from(result.pixels) };
+  } catch (error) {
+    if (error instanceof RenderError) throw error;
+    throw new RenderError('unsupported', `Cannot render the image: ${(error as Error).message}`);
+  }
+}
+
+/** Decodes one frame to 8-bit pixels ready for display. */
+export async function renderFrame(file: Buffer, frame: number, window?: VoiWindow): Promise<RawImage> {
+  const { dataset, transferSyntax } = parseDicom(file);
+  if (!dataset['7FE00010'] || !dataset['00280010'] || !dataset['00280011']) {
+    throw new RenderError('not-image', 'The instance holds no image (no Pixel Data)');
+  }
+  if (window) checkWindow(window);
+  const frames = firstNumber(dataset, '00280008') ?? 1;
+  if (!Number.isInteger(frame) || frame < 0 || frame >= frames) throw new RenderError('bad-frame', `The image has ${frames} frame(s), not frame ${frame + 1}`);
+  const photometric = firstText(dataset, '00280004') ?? 'MONOCHROME2';
+  const grey = photometric === 'MONOCHROME1' || photometric === 'MONOCHROME2';
+  if (grey && NATIVE_SYNTAXES.has(transferSyntax)) return renderGreyscale(dataset, transferSyntax, frame, window);
+  return renderWithImaging(file, frame, window);
+}
+
+/** Source region of a viewport in pixels, clipped to the image, with the flips negative sizes ask for. */
+function viewportRegion(viewport: Viewport, width: number, height: number): { left: number; top: number; width: number; height: number; flipX: boolean; flipY: boolean } {
+  const r = viewport.region ?? { x: 0, y: 0, width, height };
+  const x0 = Math.max(0, Math.min(r.x, r.x + r.width));
+  const y0 = Math.max(0, Math.min(r.y, r.y + r.height));
+  const x1 = Math.min(width, Math.max(r.x, r.x + r.width));
+  const y1 = Math.min(height, Math.max(r.y, r.y + r.height));
+  if (x1 - x0 < 1 || y1 - y0 < 1) throw new RenderError('bad-parameter', 'The viewport region is outside the image');
+  return { left: Math.round(x0), top: Math.round(y0), width: Math.round(x1 - x0), height: Math.round(y1 - y0), flipX: r.width < 0, flipY: r.height < 0 };
+}
+
+/** Crops, scales and encodes raw pixels. */
+export async function encodeImage(raw: RawImage, options: RenderOptions = {}): Promise<{ body: Buffer; mediaType: RenderedMediaType }> {
+  let pipeline = sharp(raw.data, { raw: { width: raw.width, height: raw.height, channels: raw.channels } });
+  if (options.fractionRegion) {
+    const [fx1, fy1, fx2, fy2] = options.fractionRegion;
+    const left = Math.floor(fx1 * raw.width);
+    const top = Math.floor(fy1 * raw.height);
+    const width = Math.max(1, Math.round((fx2 - fx1) * raw.width));
+    const height = Math.max(1, Math.round((fy2 - fy1) * raw.height));
+    pipeline = pipeline.extract({ left, top, width: Math.min(width, raw.width - left), height: Math.min(height, raw.height - top) });
+  }
+  if (options.viewport) {
+    const region = viewportRegion(options.viewport, raw.width, raw.height);
+    pipeline = pipeline.extract({ left: region.left, top: region.top, width: region.width, height: region.height });
+    if (region.flipX) pipeline = pipeline.flop();
+    if (region.flipY) pipeline = pipeline.flip();
+    // PS3.18 §8.3.5.1.3: scaled to fit the viewport, aspect ratio kept
+    pipeline = pipeline.resize(options.viewport.width, options.viewport.height, { fit: 'inside' });
+  }
+  if (options.maxSize && (options.maxSize.width || options.maxSize.height)) {
+    pipeline = pipeline.resize(options.maxSize.width, options.maxSize.height, { fit: 'inside', withoutEnlargement: true });
+  }
+  if (raw.channels === 4) pipeline = pipeline.removeAlpha();
+  // keep greyscale output single-channel (sharp would otherwise write sRGB)
+  else pipeline = pipeline.toColourspace('b-w');
+  const mediaType = options.mediaType ?? 'image/jpeg';
+  if (mediaType === 'image/png') pipeline = pipeline.png();
+  else if (mediaType === 'image/gif') pipeline = pipeline.gif();
+  else pipeline = pipeline.jpeg({ quality: options.quality ?? 90 });
+  return { body: await pipeline.toBuffer(), mediaType };
+}
+
+/** DICOM file bytes → encoded image. Throws RenderError for what the client asked wrong. */
+export async function renderDicom(file: Buffer, options: RenderOptions = {}): Promise<{ body: Buffer; mediaType: RenderedMediaType }> {
+  const raw = await renderFrame(file, options.frame ?? 0, options.window);
+  return encodeImage(raw, options);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Query parameter parsing shared by WADO-RS and WADO-URI
+
+function parseNumberList(text: string, what: string): number[] {
+  const parts = text.split(',').map((p) => p.trim());
+  const values = parts.map(Number);
+  if (parts.some((p) => p === '') || values.some((v) => !Number.isFinite(v))) throw new RenderError('bad-parameter', `Invalid ${what}: "${text}"`);
+  return values;
+}
+
+/** `window=center,width,function` (PS3.18 §8.3.5.1.4). */
+export function parseWindow(text: string): VoiWindow {
+  const parts = text.split(',').map((p) => p.trim());
+  if (parts.length < 2 || parts.length > 3) throw new RenderError('bad-parameter', `Invalid window: "${text}"`);
+  const [center, width] = parseNumberList(parts.slice(0, 2).join(','), 'window');
+  const fn = (parts[2] ?? 'linear').toLowerCase();
+  if (fn !== 'linear' && fn !== 'linear-exact' && fn !== 'sigmoid') throw new RenderError('bad-parameter', `Unknown VOI LUT function "${parts[2]}"`);
+  const window: VoiWindow = { center, width, fn };
+  checkWindow(window);
+  return window;
+}
+
+/** `viewport=vw,vh[,sx,sy,sw,sh]` (PS3.18 §8.3.5.1.3). */
+export function parseViewport(text: string): Viewport {
+  const values = parseNumberList(text, 'viewport');
+  if (values.length !== 2 && values.length !== 6) throw new RenderError('bad-parameter', `Invalid viewport: "${text}"`);
+  const [width, height, x, y, w, h] = values;
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || width > 16384 || height > 16384) {
+    throw new RenderError('bad-parameter', `Invalid viewport size: "${text}"`);
+  }
+  if (values.length === 2) return { width, height };
+  if (w === 0 || h === 0 || x < 0 || y < 0) throw new RenderError('bad-parameter', `Invalid viewport region: "${text}"`);
+  return { width, height, region: { x, y, width: w, height: h } };
+}
+
+/** `quality` / `imageQuality`: an integer 1..100. */
+export function parseQuality(text: string): number {
+  const q = Number(text);
+  if (!Number.isInteger(q) || q < 1 || q > 100) throw new RenderError('bad-parameter', `Invalid quality: "${text}"`);
+  return q;
+}

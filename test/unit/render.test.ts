@@ -1,0 +1,131 @@
+import sharp from 'sharp';
+import { parseViewport, parseWindow, RenderError, renderDicom, type RenderOptions } from '../../src/dicom/render';
+import { buildInstance, makeNonImage, patternValue, TransferSyntax, type InstanceOptions, type PixelLayout } from '../helpers/dicom-factory';
+
+/** PS3.3 C.11.2.1.2 written out again, independently of src/dicom/render.ts. */
+function expectedVoi(x: number, c: number, w: number, fn: string): number {
+  let y: number;
+  if (fn === 'sigmoid') y = 255 / (1 + Math.exp((-4 * (x - c)) / w));
+  else if (fn === 'linear-exact') y = x <= c - w / 2 ? 0 : x > c + w / 2 ? 255 : ((x - c) / w + 0.5) * 255;
+  else y = x <= c - 0.5 - (w - 1) / 2 ? 0 : x > c - 0.5 + (w - 1) / 2 ? 255 : ((x - (c - 0.5)) / (w - 1) + 0.5) * 255;
+  return Math.round(y);
+}
+
+/** Renders to PNG and decodes it; `channels` is 1 for a greyscale PNG (colour type 0), else 3. */
+async function renderRaw(options: InstanceOptions, render: RenderOptions = {}): Promise<{ data: Buffer; width: number; height: number; channels: number }> {
+  const { buffer } = buildInstance(options);
+  const { body, mediaType } = await renderDicom(buffer, { mediaType: 'image/png', ...render });
+  expect(mediaType).toBe('image/png');
+  const grey = body[25] === 0;
+  const decoder = grey ? sharp(body).toColourspace('b-w') : sharp(body);
+  const { data, info } = await decoder.raw().toBuffer({ resolveWithObject: true });
+  return { data, width: info.width, height: info.height, channels: info.channels };
+}
+
+function layoutOf(o: InstanceOptions): PixelLayout {
+  const spp = o.SamplesPerPixel ?? 1;
+  const ba = o.BitsAllocated ?? (spp === 3 ? 8 : 16);
+  return { Rows: o.Rows ?? 16, Columns: o.Columns ?? 16, BitsAllocated: ba, BitsStored: o.BitsStored ?? ba, PixelRepresentation: o.PixelRepresentation ?? 0, SamplesPerPixel: spp };
+}
+
+/** Checks every pixel of a grey render against `expected(stored value)`. */
+async function checkGrey(options: InstanceOptions, render: RenderOptions, expected: (stored: number) => number, frame = 0): Promise<void> {
+  const raw = await renderRaw(options, { ...render, frame });
+  const layout = layoutOf(options);
+  expect([raw.width, raw.height, raw.channels]).toEqual([layout.Columns, layout.Rows, 1]);
+  let mismatches = 0;
+  for (let r = 0; r < layout.Rows; r++) {
+    for (let c = 0; c < layout.Columns; c++) {
+      if (raw.data[r * layout.Columns + c] !== expected(patternValue(layout, frame, r, c))) mismatches++;
+    }
+  }
+  expect(mismatches).toBe(0);
+}
+
+describe('renderDicom greyscale (PS3.3 C.11)', () => {
+  it('applies the modality LUT then a linear window from the query', async () => {
+    const o: InstanceOptions = { BitsAllocated: 16, RescaleSlope: 2, RescaleIntercept: -100 };
+    await checkGrey(o, { window: { center: 1500, width: 3000, fn: 'linear' } }, (v) => expectedVoi(v * 2 - 100, 1500, 3000, 'linear'));
+  });
+
+  it('uses the file window by default, and inverts MONOCHROME1 (8-bit)', async () => {
+    const o: InstanceOptions = { BitsAllocated: 8, PhotometricInterpretation: 'MONOCHROME1', WindowCenter: 100, WindowWidth: 120 };
+    await checkGrey(o, {}, (v) => 255 - expectedVoi(v, 100, 120, 'linear'));
+  });
+
+  it('maps min/max of a signed frame when no window is known', async () => {
+    const o: InstanceOptions = { BitsAllocated: 16, PixelRepresentation: 1, BitsStored: 12, Rows: 64, Columns: 64 };
+    const layout = layoutOf(o);
+    const values = Array.from({ length: 64 * 64 }, (_, i) => patternValue(layout, 0, Math.floor(i / 64), i % 64));
+    const min = Math.min(...values);
+    const max = Math.max(...values);
+    expect(min).toBeLessThan(0);
+    await checkGrey(o, {}, (v) => expectedVoi(v, (min + max) / 2, max - min, 'linear-exact'));
+  });
+
+  it('implements sigmoid and linear-exact, and renders the asked frame', async () => {
+    const o: InstanceOptions = { BitsAllocated: 16, NumberOfFrames: 3 };
+    await checkGrey(o, { window: parseWindow('2000,1500,SIGMOID') }, (v) => expectedVoi(v, 2000, 1500, 'sigmoid'), 2);
+    await checkGrey(o, { window: parseWindow('1000,800,linear-exact') }, (v) => expectedVoi(v, 1000, 800, 'linear-exact'), 1);
+  });
+
+  it('reads big endian files', async () => {
+    const o: InstanceOptions = { BitsAllocated: 16, transferSyntax: TransferSyntax.ExplicitVRBigEndian };
+    await checkGrey(o, { window: { center: 2000, width: 4000, fn: 'linear' } }, (v) => expectedVoi(v, 2000, 4000, 'linear'));
+  });
+
+  it('renders RLE greyscale through the codecs with the same linear window (±1)', async () => {
+    const o: InstanceOptions = { BitsAllocated: 16, transferSyntax: TransferSyntax.RLELossless };
+    const raw = await renderRaw(o, { window: { center: 2000, width: 4000, fn: 'linear' } });
+    const layout = layoutOf(o);
+    const grey = (i: number): number => raw.data[i * raw.channels];
+    for (let i = 0; i < 256; i++) expect(Math.abs(grey(i) - expectedVoi(patternValue(layout, 0, Math.floor(i / 16), i % 16), 2000, 4000, 'linear'))).toBeLessThanOrEqual(1);
+  });
+});
+
+describe('renderDicom colour and geometry', () => {
+  it('renders RGB samples unchanged', async () => {
+    const o: InstanceOptions = { SamplesPerPixel: 3 };
+    const raw = await renderRaw(o);
+    const layout = layoutOf(o);
+    expect(raw.channels).toBe(3);
+    for (let r = 0; r < 16; r++) for (let c = 0; c < 16; c++) for (let s = 0; s < 3; s++) {
+      expect(raw.data[(r * 16 + c) * 3 + s]).toBe(patternValue(layout, 0, r, c, s));
+    }
+  });
+
+  it('fits a viewport, keeping the aspect ratio, and crops a source region', async () => {
+    const o: InstanceOptions = { Rows: 32, Columns: 64, BitsAllocated: 8 };
+    expect(await renderRaw(o, { viewport: parseViewport('32,32') })).toMatchObject({ width: 32, height: 16 });
+    const cropped = await renderRaw(o, { viewport: parseViewport('8,8,0,0,8,8') });
+    expect(cropped).toMatchObject({ width: 8, height: 8 });
+    expect(cropped.data[9]).toBe(expectedVoi(patternValue(layoutOf(o), 0, 1, 1), 127.5, 255, 'linear-exact'));
+  });
+
+  it('encodes JPEG and GIF', async () => {
+    const { buffer } = buildInstance({});
+    const jpeg = await renderDicom(buffer, { quality: 50 });
+    expect(jpeg.mediaType).toBe('image/jpeg');
+    expect(jpeg.body.subarray(0, 2)).toEqual(Buffer.from([0xff, 0xd8]));
+    const gif = await renderDicom(buffer, { mediaType: 'image/gif' });
+    expect(gif.body.toString('latin1', 0, 3)).toBe('GIF');
+  });
+});
+
+describe('renderDicom errors', () => {
+  it.each(['sr', 'pdf'] as const)('refuses a %s object as not an image', async (kind) => {
+    await expect(renderDicom(makeNonImage({ kind }))).rejects.toMatchObject({ kind: 'not-image' });
+  });
+
+  it('refuses a frame that does not exist', async () => {
+    await expect(renderDicom(buildInstance({}).buffer, { frame: 1 })).rejects.toBeInstanceOf(RenderError);
+  });
+
+  it.each(['1', 'a,b', '10,0', '10,0,linear-exact', '10,5,cubic', '10,-1,sigmoid'])('rejects window=%s', (text) => {
+    expect(() => parseWindow(text)).toThrow(RenderError);
+  });
+
+  it.each(['0,10', '10', '10,10,0,0,0,5', 'x,y'])('rejects viewport=%s', (text) => {
+    expect(() => parseViewport(text)).toThrow(RenderError);
+  });
+});
