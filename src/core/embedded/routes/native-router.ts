@@ -5,6 +5,9 @@ import { resourceRoutes } from './resources';
 import { toolRoutes } from './tools';
 import { changeRoutes } from './changes';
 import { systemRoutes } from './system';
+import { instanceTagRoutes } from './instance-tags';
+import { instanceContentRoutes } from './instance-content';
+import { archiveRoutes } from './archives';
 
 /** The Orthanc-compatible native REST API of the embedded core. */
 export function nativeRouter(core: EmbeddedCore): Router {
@@ -13,6 +16,9 @@ export function nativeRouter(core: EmbeddedCore): Router {
   router.use(systemRoutes(core));
   router.use(toolRoutes(core));
   router.use(changeRoutes(core));
+  router.use(instanceTagRoutes(core));
+  router.use(instanceContentRoutes(core));
+  router.use(archiveRoutes(core));
   router.use(resourceRoutes(core));
   return router;
 }
