@@ -1,0 +1,94 @@
+/**
+ * Timed HTTP requests with undici (keep-alive), bounded by timeouts; multipart/related bodies for STOW-RS.
+ */
+import { randomBytes } from 'node:crypto';
+import { Agent, request, type Dispatcher } from 'undici';
+
+export interface TimedResponse {
+  status: number;
+  /** Body bytes received. */
+  bytes: number;
+  /** Milliseconds from sending to the last body byte. */
+  ms: number;
+  contentType: string;
+  /** The body as text, when asked for. */
+  text?: string;
+}
+
+export interface TimedRequestOptions {
+  method?: 'GET' | 'POST';
+  headers?: Record<string, string>;
+  body?: Buffer;
+  /** Whole-request limit (default 300 s). */
+  timeoutMs?: number;
+  keepText?: boolean;
+}
+
+/** One keep-alive agent per system, so no connection setup is measured after the first request. */
+export function keepAliveAgent(connections = 16): Agent {
+  return new Agent({ connections, keepAliveTimeout: 30_000, headersTimeout: 300_000, bodyTimeout: 300_000 });
+}
+
+export async function timedRequest(
+  dispatcher: Dispatcher,
+  url: string,
+  options: TimedRequestOptions = {},
+): Promise<TimedResponse> {
+  const started = process.hrtime.bigint();
+  const response = await request(url, {
+    dispatcher,
+    method: options.method ?? 'GET',
+    headers: options.headers,
+    body: options.body,
+    signal: AbortSignal.timeout(options.timeoutMs ?? 300_000),
+  });
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of response.body) {
+    const buffer = chunk as Buffer;
+    bytes += buffer.length;
+    if (options.keepText) chunks.push(buffer);
+  }
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  const contentType = String(response.headers['content-type'] ?? '');
+  const text = options.keepText ? Buffer.concat(chunks).toString('utf8') : undefined;
+  return { status: response.statusCode, bytes, ms, contentType, text };
+}
+
+export interface MultipartBody {
+  body: Buffer;
+  contentType: string;
+}
+
+/** A multipart/related; type="application/dicom" body holding the given Part 10 files. */
+export function stowBody(parts: Buffer[]): MultipartBody {
+  const boundary = `bench-${randomBytes(12).toString('hex')}`;
+  const pieces: Buffer[] = [];
+  for (const part of parts) {
+    pieces.push(Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`, 'latin1'), part, Buffer.from('\r\n'));
+  }
+  pieces.push(Buffer.from(`--${boundary}--\r\n`, 'latin1'));
+  return { body: Buffer.concat(pieces), contentType: `multipart/related; type="application/dicom"; boundary=${boundary}` };
+}
+
+/** Length of a JSON array answer, or undefined when the text is not a JSON array. */
+export function jsonArrayLength(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    return Array.isArray(value) ? value.length : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Number of items in a DICOM JSON sequence attribute (e.g. 00081198 FailedSOPSequence) of a STOW answer. */
+export function sequenceLength(text: string | undefined, tag: string): number {
+  if (!text) return 0;
+  try {
+    const value = JSON.parse(text) as Record<string, { Value?: unknown[] } | undefined>;
+    return value[tag]?.Value?.length ?? 0;
+  } catch {
+    return 0;
+  }
+}
