@@ -3,13 +3,17 @@ import type { GatewayConfig } from '../config/gateway-config';
 import type { NativeCore } from '../core/native-model';
 import { EmbeddedCore } from '../core/embedded/embedded-core';
 import { nativeRouter } from '../core/embedded/routes/native-router';
+import { attachDicomNetwork, type DicomNetwork } from '../core/embedded/dicom-network/dicom-network';
 import { RemoteCore } from '../core/remote/remote-core';
 import { coreProxy } from '../core/remote/native-proxy';
 import { dicomWebRouter } from '../dicomweb/dicomweb-router';
 import { wadoUriRouter } from '../dicomweb/wado-uri';
 import { basicAuth } from './auth';
+import { compressText } from './compress';
+import { cors, resourcePolicy } from './cors';
 import { errorHandler, sendError } from './errors';
 import { logger } from './logger';
+import { ohifRouter } from './ohif';
 
 export interface Gateway {
   app: Express;
@@ -37,12 +41,21 @@ export function createApp(config: GatewayConfig, core: NativeCore = createCore(c
     next();
   });
 
+  app.use(compressText());
+  app.use(cors(config.corsAllowedOrigins)); // before auth: preflights carry no credentials
   if (config.authenticationEnabled) app.use(basicAuth(config.registeredUsers, config.name));
 
-  if (config.dicomWeb.enable) app.use(config.dicomWeb.root.replace(/\/$/, ''), dicomWebRouter({ config, core }));
-  if (config.dicomWeb.enableWado) app.use(config.dicomWeb.wadoRoot, wadoUriRouter({ config, core }));
+  const corp = resourcePolicy(config.corsAllowedOrigins);
+  if (config.dicomWeb.enable) app.use(config.dicomWeb.root.replace(/\/$/, ''), corp, dicomWebRouter({ config, core }));
+  if (config.dicomWeb.enableWado) app.use(config.dicomWeb.wadoRoot, corp, wadoUriRouter({ config, core }));
+  if (config.ohifRoot) app.use(config.ohifRoot.replace(/\/$/, ''), ohifRouter(config, config.ohifRoot));
   let closeProxy = (): void => undefined;
-  if (core instanceof EmbeddedCore) app.use(nativeRouter(core));
+  // the DICOM server (DicomServerEnabled) and /modalities belong to the embedded core; a remote Orthanc has its own
+  let dicomNetwork: DicomNetwork | undefined;
+  if (core instanceof EmbeddedCore) {
+    dicomNetwork = attachDicomNetwork(core, config);
+    app.use(nativeRouter(core));
+  }
   if (core instanceof RemoteCore) {
     // a core that is down is logged, not fatal: DICOMweb calls answer 503 until it is back
     void core.checkConnection();
@@ -59,6 +72,7 @@ export function createApp(config: GatewayConfig, core: NativeCore = createCore(c
     core,
     close: async () => {
       closeProxy();
+      await dicomNetwork?.close();
       await core.close();
     },
   };

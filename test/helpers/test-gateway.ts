@@ -27,15 +27,25 @@ export interface TestGateway {
 export async function startTestGateway(kind: CoreKind = 'embedded', extraConfig: Record<string, unknown> = {}): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'gateway-test-'));
   let orthanc: OrthancProcess | undefined;
-  const json: Record<string, unknown> = { StorageDirectory: join(dir, 'storage'), ...extraConfig };
+  // no DICOM server unless a test asks for one: the default DicomPort 4242 would collide between parallel tests
+  const json: Record<string, unknown> = { StorageDirectory: join(dir, 'storage'), DicomServerEnabled: false, ...extraConfig };
   if (kind === 'remote') {
     orthanc = await startOrthanc();
     json.Core = { Url: orthanc.url };
   }
   const file = join(dir, 'config.json');
   writeFileSync(file, JSON.stringify(json));
-  const config = loadConfig([file], { warn: () => undefined });
-  const gateway = createApp(config);
+  let config: GatewayConfig;
+  let gateway: ReturnType<typeof createApp>;
+  try {
+    config = loadConfig([file], { warn: () => undefined });
+    gateway = createApp(config);
+  } catch (error) {
+    // a bad extraConfig must not leave an Orthanc running behind the failed test
+    await orthanc?.stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   return {
     app: gateway.app,
     core: gateway.core,
