@@ -105,4 +105,6 @@ export interface GatewayConfig {
   core?: RemoteCoreConfig;
   /** Our addition: path of the OHIF viewer, or undefined when disabled ("Ohif": {"Enable", "Root"}). */
   ohifRoot?: string;
+  /** Our addition: origins allowed to call us from a browser ("Cors": {"AllowedOrigins": [...]}); "*" = any. */
+  corsAllowedOrigins: string[];
 }

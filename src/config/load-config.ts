@@ -196,6 +196,7 @@ function buildConfig(
     dicomWeb: readDicomWeb(top, ctx),
     core: readCore(top, ctx),
     ohifRoot: readOhif(top, ctx),
+    corsAllowedOrigins: readCors(top, ctx),
   };
 }
 
@@ -737,4 +738,32 @@ function readOhif(top: Section, ctx: Context): string | undefined {
   const root = normaliseRoot(readString(s, 'Root', '/ohif/'));
   reportUnknownKeys(s, new Set(), ctx);
   return enable ? root : undefined;
+}
+
+/** "Cors": {"AllowedOrigins": ["https://viewer.example.org", ...]}: exact origins (scheme://host[:port]) or "*". */
+function readCors(top: Section, ctx: Context): string[] {
+  const raw = take(top, 'Cors');
+  if (raw === undefined) return [];
+  const s = subsection(top, 'Cors', expectObject(raw, at(top, 'Cors')));
+  const w = at(s, 'AllowedOrigins');
+  const list = take(s, 'AllowedOrigins') ?? [];
+  if (!Array.isArray(list)) throw invalid(w, 'must be an array of origins such as "https://viewer.example.org"', list);
+  reportUnknownKeys(s, new Set(), ctx);
+  return list.map((v, i) => expectOrigin(v, { ...w, key: `${w.key}[${i}]` }));
+}
+
+function expectOrigin(v: unknown, w: Where): string {
+  const text = expectString(v, w);
+  if (text === '*') return text;
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  // a browser sends the origin without path or trailing slash: anything else would never match
+  if (!url || !/^https?:$/.test(url.protocol) || url.origin !== text) {
+    throw invalid(w, 'must be "*" or an origin such as "https://viewer.example.org" (no path, no trailing slash)', text);
+  }
+  return text;
 }

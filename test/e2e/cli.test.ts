@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startGatewayProcess, runGatewayExpectingFailure, removeDir, type GatewayProcess } from '../helpers/gateway-process';
+import { ensureBuilt, startGatewayProcess, runGatewayExpectingFailure, removeDir, type GatewayProcess } from '../helpers/gateway-process';
 import { makeInstance } from '../helpers/dicom-factory';
 
 function filesUnder(dir: string): string[] {
@@ -23,6 +23,8 @@ function storedDicomFiles(storage: string): string[] {
 
 describe('the dicomweb-gateway command', () => {
   const running: GatewayProcess[] = [];
+  // compiling is slow on a loaded 2-core machine: done once here, not inside a test's time budget
+  beforeAll(() => ensureBuilt(), 300_000);
   afterEach(async () => {
     for (const g of running.splice(0)) {
       await g.stop('SIGKILL');

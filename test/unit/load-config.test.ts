@@ -102,6 +102,7 @@ describe('defaults', () => {
         servers: {},
       },
       ohifRoot: '/ohif/',
+      corsAllowedOrigins: [],
     });
     expect(config.httpProxy).toBeUndefined();
     expect(config.httpsCACertificates).toBeUndefined();

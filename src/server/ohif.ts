@@ -1,0 +1,162 @@
+/**
+ * Serves the prebuilt OHIF viewer (dist/ of the npm package @ohif/app) at Ohif.Root, with an
+ * app-config.js generated so that its DICOMweb data source is this gateway.
+ *
+ * The build assumes it lives at "/": index.html links "/app.bundle...js" and sets PUBLIC_URL to "/",
+ * webpack's runtime (main bundle and workers) loads chunks from `__webpack_require__.p = "/"`, and the
+ * main stylesheet loads its font from url(/...).
+ * We rewrite those few strings on the fly instead of also serving the assets at "/", which would
+ * shadow (or be shadowed by) the native REST API.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import express, { Router, type Request, type Response } from 'express';
+import type { GatewayConfig } from '../config/gateway-config';
+import { crossOriginIsolation } from './cors';
+import { sendError } from './errors';
+
+const WEBPACK_PUBLIC_PATH = '__webpack_require__.p = "/";';
+/** Content-hashed file names (bundles, wasm) never change: let browsers keep them. */
+const HASHED_NAME = /(^|\.)[0-9a-f]{16,}\.(js|wasm|css)$/;
+
+/** dist/ of the viewer: node_modules/.ohif-app (see install-ohif.sh), or a regular @ohif/app install. */
+export function findOhifDist(start: string = __dirname): string | undefined {
+  for (let dir = start; ; dir = path.dirname(dir)) {
+    for (const candidate of [path.join(dir, 'node_modules', '.ohif-app', 'dist'), path.join(dir, 'node_modules', '@ohif', 'app', 'dist')]) {
+      if (fs.existsSync(path.join(candidate, 'index.html'))) return candidate;
+    }
+    if (path.dirname(dir) === dir) return undefined;
+  }
+}
+
+/** "/ohif/" -> "/ohif" (React Router's basename); "/" stays "/". */
+export function routerBasename(root: string): string {
+  return root === '/' ? '/' : root.replace(/\/+$/, '');
+}
+
+/**
+ * The data source OHIF uses, as a JavaScript expression. URLs are built in the browser from
+ * window.location.origin, so they follow whatever host name and scheme the user (or a proxy) used.
+ */
+export function dataSourceScript(config: GatewayConfig): string {
+  const dicomWebPath = (config.dicomWeb.publicRoot ?? config.dicomWeb.root).replace(/\/+$/, '');
+  const configuration = {
+    friendlyName: config.name,
+    name: 'dicomweb-gateway',
+    qidoSupportsIncludeField: true,
+    supportsReject: false,
+    imageRendering: 'wadors',
+    thumbnailRendering: 'wadors',
+    enableStudyLazyLoad: true,
+    supportsFuzzyMatching: false,
+    supportsWildcard: true,
+    staticWado: false,
+    bulkDataURI: { enabled: true },
+    dicomUploadEnabled: true,
+    omitQuotationForMultipartRequest: true,
+  };
+  const json = JSON.stringify(configuration, null, 2).replace(/\n}$/, '');
+  return `{
+  namespace: '@ohif/extension-default.dataSourcesModule.dicomweb',
+  sourceName: 'dicomweb',
+  configuration: ${json},
+    qidoRoot: window.location.origin + ${JSON.stringify(dicomWebPath)},
+    wadoRoot: window.location.origin + ${JSON.stringify(dicomWebPath)},
+    wadoUriRoot: window.location.origin + ${JSON.stringify(config.dicomWeb.wadoRoot)}
+  }
+}`;
+}
+
+/**
+ * The package's own app-config.js (all of OHIF's defaults for this version), then our overrides:
+ * the router basename and a single data source, this gateway.
+ */
+export function appConfigScript(packageConfig: string, config: GatewayConfig, root: string): string {
+  return `${packageConfig}
+;// dicomweb-gateway: the data source is this gateway, the viewer lives at ${root}
+window.config.routerBasename = ${JSON.stringify(routerBasename(root))};
+window.config.showStudyList = true;
+window.config.defaultDataSourceName = 'dicomweb';
+window.config.dataSources = [${dataSourceScript(config)}];
+`;
+}
+
+/** index.html with the public path moved from "/" to the viewer's root. */
+export function rewriteIndexHtml(html: string, root: string): string {
+  return html
+    .replace(/window\.PUBLIC_URL\s*=\s*"\/"/g, `window.PUBLIC_URL=${JSON.stringify(root)}`)
+    .replace(/(\s(?:src|href)=")\/(?!\/)/g, `$1${root}`);
+}
+
+/** A bundle with webpack's chunk path moved from "/" to the viewer's root (undefined when it has none). */
+export function rewriteBundle(js: string, root: string): string | undefined {
+  if (!js.includes(WEBPACK_PUBLIC_PATH)) return undefined;
+  return js.split(WEBPACK_PUBLIC_PATH).join(`__webpack_require__.p = ${JSON.stringify(root)};`);
+}
+
+/** A stylesheet with root-absolute url(/...) (the fonts) moved to the viewer's root (undefined when it has none). */
+export function rewriteStylesheet(css: string, root: string): string | undefined {
+  const pattern = /url\((["']?)\/(?!\/)/g;
+  return pattern.test(css) ? css.replace(pattern, `url($1${root}`) : undefined;
+}
+
+function sendText(res: Response, type: string, body: string | Buffer, cache: string): void {
+  res.setHeader('Content-Type', type);
+  res.setHeader('Cache-Control', cache);
+  res.send(body);
+}
+
+/** The viewer, to mount at `root` without its trailing slash (e.g. app.use('/ohif', ohifRouter(...))). */
+export function ohifRouter(config: GatewayConfig, root: string, dist: string | undefined = findOhifDist()): Router {
+  const router = Router();
+  router.use(crossOriginIsolation());
+  if (dist === undefined) {
+    router.use((req, res) => sendError(req, res, 503, 'OHIF viewer not installed', 'Run "npm install": it installs @ohif/app'));
+    return router;
+  }
+
+  const indexHtml = rewriteIndexHtml(fs.readFileSync(path.join(dist, 'index.html'), 'utf8'), root);
+  const appConfig = appConfigScript(fs.readFileSync(path.join(dist, 'app-config.js'), 'utf8'), config, root);
+  const rewritable = new Set(fs.readdirSync(dist).filter((name) => /\.(js|css)$/.test(name)));
+  // rewritten scripts and stylesheets, or null for those that need no rewrite (served from disk)
+  const bundles = new Map<string, Buffer | null>();
+
+  const sendIndex = (_req: Request, res: Response): void => sendText(res, 'text/html; charset=utf-8', indexHtml, 'no-cache');
+
+  router.get('/', (req, res) => {
+    // "/ohif" -> "/ohif/": the viewer's relative links assume the trailing slash
+    if (!req.originalUrl.split('?')[0].endsWith('/')) return res.redirect(301, `${root}${req.url.replace(/^\//, '')}`);
+    sendIndex(req, res);
+  });
+  router.get('/index.html', sendIndex);
+  router.get('/app-config.js', (_req, res) => sendText(res, 'text/javascript; charset=utf-8', appConfig, 'no-cache'));
+
+  router.get('/:file', (req, res, next) => {
+    const name = req.params.file;
+    if (!rewritable.has(name)) return next();
+    const css = name.endsWith('.css');
+    if (!bundles.has(name)) {
+      const text = fs.readFileSync(path.join(dist, name), 'utf8');
+      const rewritten = css ? rewriteStylesheet(text, root) : rewriteBundle(text, root);
+      bundles.set(name, rewritten === undefined ? null : Buffer.from(rewritten));
+    }
+    const body = bundles.get(name);
+    if (!body) return next();
+    const type = css ? 'text/css; charset=utf-8' : 'text/javascript; charset=utf-8';
+    sendText(res, type, body, HASHED_NAME.test(name) ? 'public, max-age=31536000, immutable' : 'no-cache');
+  });
+
+  router.use(
+    express.static(dist, {
+      index: false,
+      redirect: false,
+      setHeaders: (res, file) => {
+        res.setHeader('Cache-Control', HASHED_NAME.test(path.basename(file)) ? 'public, max-age=31536000, immutable' : 'no-cache');
+      },
+    }),
+  );
+
+  // SPA routes (/ohif/viewer?StudyInstanceUIDs=...) get index.html; a missing file stays a 404
+  router.get(/^\/[^.]*$/, sendIndex);
+  return router;
+}
