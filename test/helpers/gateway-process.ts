@@ -38,7 +38,8 @@ export async function startGatewayProcess(config: Record<string, unknown>, dir =
   ensureBuilt();
   const port = (config.HttpPort as number | undefined) ?? (await freePort());
   const file = join(dir, 'config.json');
-  writeFileSync(file, JSON.stringify({ StorageDirectory: join(dir, 'storage'), HttpPort: port, ...config }));
+  // DicomServerEnabled off unless asked: parallel gateways would all claim the default DicomPort 4242
+  writeFileSync(file, JSON.stringify({ StorageDirectory: join(dir, 'storage'), HttpPort: port, DicomServerEnabled: false, ...config }));
   const child = spawn(process.execPath, [CLI, file], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'warn' } });
   let log = '';
   child.stdout?.on('data', (c: Buffer) => (log += c.toString()));

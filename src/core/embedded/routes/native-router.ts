@@ -8,6 +8,7 @@ import { systemRoutes } from './system';
 import { instanceTagRoutes } from './instance-tags';
 import { instanceContentRoutes } from './instance-content';
 import { archiveRoutes } from './archives';
+import { modalityRoutes } from './modalities';
 
 /** The Orthanc-compatible native REST API of the embedded core. */
 export function nativeRouter(core: EmbeddedCore): Router {
@@ -19,6 +20,7 @@ export function nativeRouter(core: EmbeddedCore): Router {
   router.use(instanceTagRoutes(core));
   router.use(instanceContentRoutes(core));
   router.use(archiveRoutes(core));
+  router.use(modalityRoutes(core));
   router.use(resourceRoutes(core));
   return router;
 }
