@@ -1,14 +1,9 @@
 #!/usr/bin/env node
 import type { Server } from 'node:http';
 import { loadConfig, ConfigError } from '../config/load-config';
-import type { GatewayConfig } from '../config/gateway-config';
 import { createApp } from './app';
 import { logger } from './logger';
-
-/** Loopback only unless RemoteAccessAllowed, as Orthanc does. */
-export function listenHost(config: GatewayConfig): string {
-  return config.remoteAccessAllowed ? '::' : '127.0.0.1';
-}
+import { listenHost } from './listen-host';
 
 export async function start(files: string[]): Promise<{ server: Server; close: () => Promise<void> }> {
   const config = loadConfig(files, { warn: (message) => logger.warn(message) });

@@ -1,3 +1,4 @@
+import { listenHost } from '../../../server/listen-host';
 import { randomUUID } from 'node:crypto';
 import { log as dimseLog } from 'dcmjs-dimse';
 import type { GatewayConfig } from '../../../config/gateway-config';
@@ -65,7 +66,7 @@ export class DicomNetwork {
     if (!this.config.dicomServerEnabled || this.server) return;
     const server = new DicomServer({ core: this.core, config: this.config, modalities: this.modalities });
     this.server = server;
-    await server.listen(this.config.dicomPort);
+    await server.listen(this.config.dicomPort, listenHost(this.config));
     logger.info({ aet: this.config.dicomAet, port: this.config.dicomPort }, `DICOM server listening on port ${this.config.dicomPort} as ${this.config.dicomAet}`);
   }
 

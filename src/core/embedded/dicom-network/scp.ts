@@ -316,11 +316,11 @@ export class DicomServer {
     });
   }
 
-  /** Listens on every interface, as Orthanc's DICOM server does (RemoteAccessAllowed is about HTTP only). */
-  listen(port: number): Promise<void> {
+  /** Orthanc's DICOM server listens on every interface; ours, like our HTTP server, only on loopback unless RemoteAccessAllowed. */
+  listen(port: number, host: string): Promise<void> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(port, () => {
+      this.server.listen(port, host, () => {
         this.server.off('error', reject);
         resolve();
       });
