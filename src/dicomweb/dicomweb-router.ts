@@ -1,6 +1,11 @@
 import { Router } from 'express';
 import type { GatewayConfig } from '../config/gateway-config';
 import type { NativeCore } from '../core/native-model';
+import { dicomWebClientRouter } from '../client/dicomweb-client';
+import { qidoRouter } from './qido-rs';
+import { stowRsRouter } from './stow-rs';
+import { wadoRsRouter } from './wado-rs';
+import { wadoRsRenderedRouter } from './wado-rs-rendered';
 
 export interface DicomWebContext {
   config: GatewayConfig;
@@ -11,5 +16,10 @@ export interface DicomWebContext {
 export function dicomWebRouter(context: DicomWebContext): Router {
   const router = Router();
   void context;
+  router.use(qidoRouter(context)); // first: its /studies route leaves POST to STOW-RS
+  router.use(stowRsRouter(context));
+  router.use(wadoRsRenderedRouter(context)); // before WADO-RS: .../rendered and .../thumbnail
+  router.use(wadoRsRouter(context));
+  router.use(dicomWebClientRouter(context)); // /servers/...: client primitives
   return router;
 }

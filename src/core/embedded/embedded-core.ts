@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { createHash, randomUUID } from 'node:crypto';
 import type { GatewayConfig } from '../../config/gateway-config';
 import {
@@ -17,7 +18,7 @@ import {
   type StoreResult,
   type SystemInfo,
 } from '../native-model';
-import { LEVELS, LEVEL_PATH, LEVEL_TAGS, LEVEL_UID_TAG, indexedTags, levelIndex } from '../main-dicom-tags';
+import { LEVELS, LEVEL_PATH, LEVEL_TAGS, LEVEL_UID_TAG, indexedTags, levelIndex, levelOfTag } from '../main-dicom-tags';
 import { orthancId, isOrthancId } from '../orthanc-ids';
 import { openIndex, LEVEL_CODE } from './schema';
 import { StorageArea, readFileHead } from './storage-area';
@@ -25,12 +26,16 @@ import { buildConstraints, fold, matchesValue, type Constraint } from './find-qu
 import { DicomParseError, parseDicom, elementToString, type ParsedDicom, type DicomDataset } from '../../dicom/dicom-file';
 import { normalizeTag, tagToKeyword, toOrthancTag, vrOfTag } from '../../dicom/dictionary';
 import { VERSION } from '../../server/version';
+import { PixelDataError, readStoredFrame } from '../../dicom/pixel-data';
+import { canTranscode, nativeFrameToLittleEndian, TranscodeError, transcodeFile } from '../../dicom/transcode';
 
 /** Seconds without new instances after which Orthanc calls a resource stable (its StableAge default). */
 const STABLE_AGE_SECONDS = 60;
 /** Enough to hold the header of nearly every file; a larger header is read whole. */
 const HEADER_READ_BYTES = 1 << 20;
 const DICOM_ATTACHMENT = 1;
+/** Small first chunks: a reader that needs only the header (WADO-RS metadata) stops after one. */
+const FILE_CHUNK_BYTES = 16 * 1024;
 
 interface ResourceRow {
   internal_id: number;
@@ -67,22 +72,35 @@ export class EmbeddedCore implements NativeCore {
   readonly db: Database.Database;
   readonly storage: StorageArea;
   private totalSize: number;
+  /** Prepared statements by SQL text: compiling one costs more than running it (searches run thousands per answer). */
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(private readonly config: GatewayConfig) {
     this.db = openIndex(config.indexDirectory);
     this.storage = new StorageArea(config.storageDirectory);
     this.recoverFromCrash();
-    this.totalSize = (this.db.prepare('SELECT COALESCE(SUM(size), 0) AS s FROM attachments').get() as { s: number }).s;
+    this.totalSize = (this.prepare('SELECT COALESCE(SUM(size), 0) AS s FROM attachments').get() as { s: number }).s;
+  }
+
+  /** A cached prepared statement; the cache is emptied when ad-hoc search SQL (one text per query shape) fills it. */
+  private prepare(sql: string): Database.Statement {
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      if (this.statements.size >= 1000) this.statements.clear();
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
   }
 
   /** Files whose write or delete was interrupted: a write that never reached the index is removed, a delete is finished. */
   private recoverFromCrash(): void {
-    const pending = this.db.prepare('SELECT uuid, operation FROM pending_files').all() as Array<{ uuid: string; operation: string }>;
-    const referenced = this.db.prepare('SELECT 1 FROM attachments WHERE uuid = ?');
+    const pending = this.prepare('SELECT uuid, operation FROM pending_files').all() as Array<{ uuid: string; operation: string }>;
+    const referenced = this.prepare('SELECT 1 FROM attachments WHERE uuid = ?');
     for (const { uuid, operation } of pending) {
       if (operation === 'delete' || !referenced.get(uuid)) void this.storage.remove(uuid);
     }
-    this.db.prepare('DELETE FROM pending_files').run();
+    this.prepare('DELETE FROM pending_files').run();
     this.storage.clearTemporary();
   }
 
@@ -143,11 +161,11 @@ export class EmbeddedCore implements NativeCore {
       }
 
       const uuid = randomUUID();
-      this.db.prepare("INSERT INTO pending_files (uuid, operation) VALUES (?, 'write')").run(uuid);
+      this.prepare("INSERT INTO pending_files (uuid, operation) VALUES (?, 'write')").run(uuid);
       await this.storage.moveIntoPlace(temporaryPath, uuid);
       moved = true;
       const stored = this.db.transaction(() => {
-        this.db.prepare('DELETE FROM pending_files WHERE uuid = ?').run(uuid);
+        this.prepare('DELETE FROM pending_files WHERE uuid = ?').run(uuid);
         // a concurrent upload of the same instance may have won while this file was being moved
         if (this.findRow(ids.instance, 'Instance')) return false;
         this.indexInstance(parsed, identifiers, ids, { uuid, size, md5 });
@@ -190,8 +208,7 @@ export class EmbeddedCore implements NativeCore {
     const study = this.getOrCreate('Study', ids.study, identifiers.studyUid, dataset, patient, now);
     const series = this.getOrCreate('Series', ids.series, identifiers.seriesUid, dataset, study, now);
     const instance = this.getOrCreate('Instance', ids.instance, identifiers.sopUid, dataset, series, now);
-    this.db
-      .prepare('INSERT INTO attachments (internal_id, file_type, uuid, size, md5) VALUES (?, ?, ?, ?, ?)')
+    this.prepare('INSERT INTO attachments (internal_id, file_type, uuid, size, md5) VALUES (?, ?, ?, ?, ?)')
       .run(instance.internal_id, DICOM_ATTACHMENT, file.uuid, file.size, file.md5);
     const indexInSeries = parseInt(elementToString(dataset['00200013']) ?? elementToString(dataset['00541330']) ?? '', 10);
     const metadata: Record<string, string> = {
@@ -201,7 +218,7 @@ export class EmbeddedCore implements NativeCore {
       SopClassUid: elementToString(dataset['00080016']) ?? '',
       ...(Number.isFinite(indexInSeries) ? { IndexInSeries: String(indexInSeries) } : {}),
     };
-    const setMetadata = this.db.prepare('INSERT OR REPLACE INTO metadata (internal_id, name, value) VALUES (?, ?, ?)');
+    const setMetadata = this.prepare('INSERT OR REPLACE INTO metadata (internal_id, name, value) VALUES (?, ?, ?)');
     for (const [name, value] of Object.entries(metadata)) setMetadata.run(instance.internal_id, name, value);
   }
 
@@ -216,7 +233,7 @@ export class EmbeddedCore implements NativeCore {
   ): ResourceRow {
     const existing = this.findRow(publicId, level);
     if (existing) {
-      this.db.prepare('UPDATE resources SET last_update = ? WHERE internal_id = ?').run(now, existing.internal_id);
+      this.prepare('UPDATE resources SET last_update = ? WHERE internal_id = ?').run(now, existing.internal_id);
       return existing;
     }
     const tags: Record<string, string> = {};
@@ -224,8 +241,7 @@ export class EmbeddedCore implements NativeCore {
       const value = elementToString(dataset[tag]);
       if (value !== undefined) tags[tag] = value;
     }
-    const info = this.db
-      .prepare(
+    const info = this.prepare(
         `INSERT INTO resources (public_id, level, parent_id, patient_id, study_id, series_id, dicom_uid, tags, last_update)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
@@ -243,24 +259,34 @@ export class EmbeddedCore implements NativeCore {
     const internalId = Number(info.lastInsertRowid);
     if (level !== 'Instance') {
       const selfColumn = { Patient: 'patient_id', Study: 'study_id', Series: 'series_id' }[level];
-      this.db.prepare(`UPDATE resources SET ${selfColumn} = internal_id WHERE internal_id = ?`).run(internalId);
+      this.prepare(`UPDATE resources SET ${selfColumn} = internal_id WHERE internal_id = ?`).run(internalId);
     }
-    const insertTag = this.db.prepare('INSERT INTO tag_index (internal_id, tag, value, folded) VALUES (?, ?, ?, ?)');
+    const insertTag = this.prepare('INSERT INTO tag_index (internal_id, tag, value, folded) VALUES (?, ?, ?, ?)');
     for (const [tag, value] of Object.entries(tags)) insertTag.run(internalId, tag, value, fold(value));
-    this.db
-      .prepare("INSERT INTO changes (change_type, level, public_id, date) VALUES (?, ?, ?, ?)")
+    this.prepare("INSERT INTO changes (change_type, level, public_id, date) VALUES (?, ?, ?, ?)")
       .run(`New${level}`, LEVEL_CODE[level], publicId, now);
-    return this.db.prepare('SELECT * FROM resources WHERE internal_id = ?').get(internalId) as ResourceRow;
+    return this.prepare('SELECT * FROM resources WHERE internal_id = ?').get(internalId) as ResourceRow;
   }
 
   private findRow(publicId: string, level?: ResourceLevel): ResourceRow | undefined {
     if (!isOrthancId(publicId)) return undefined;
-    const row = this.db.prepare('SELECT * FROM resources WHERE public_id = ?').get(publicId) as ResourceRow | undefined;
+    const row = this.prepare('SELECT * FROM resources WHERE public_id = ?').get(publicId) as ResourceRow | undefined;
     if (row && level !== undefined && row.level !== LEVEL_CODE[level]) return undefined;
     return row;
   }
 
   // ---------------------------------------------------------------- reading resources
+  /** The level of any stored resource (POST /tools/create-archive takes identifiers of mixed levels). */
+  levelOfResource(publicId: string): ResourceLevel | undefined {
+    const row = this.findRow(publicId);
+    return row ? LEVELS.find((level) => LEVEL_CODE[level] === row.level) : undefined;
+  }
+
+  /** The index row of one instance, or undefined. */
+  instanceRow(publicId: string): ResourceRow | undefined {
+    return this.findRow(publicId, 'Instance');
+  }
+
 
   async getResource(level: ResourceLevel, id: string): Promise<Resource | undefined> {
     const row = this.findRow(id, level);
@@ -325,35 +351,35 @@ export class EmbeddedCore implements NativeCore {
   }
 
   private rowById(internalId: number): ResourceRow {
-    return this.db.prepare('SELECT * FROM resources WHERE internal_id = ?').get(internalId) as ResourceRow;
+    return this.prepare('SELECT * FROM resources WHERE internal_id = ?').get(internalId) as ResourceRow;
   }
 
   private publicIdOf(internalId: number): string {
-    return (this.db.prepare('SELECT public_id FROM resources WHERE internal_id = ?').get(internalId) as { public_id: string }).public_id;
+    return (this.prepare('SELECT public_id FROM resources WHERE internal_id = ?').get(internalId) as { public_id: string }).public_id;
   }
 
   private childIds(internalId: number): string[] {
-    return (this.db.prepare('SELECT public_id FROM resources WHERE parent_id = ? ORDER BY internal_id').all(internalId) as Array<{ public_id: string }>).map(
+    return (this.prepare('SELECT public_id FROM resources WHERE parent_id = ? ORDER BY internal_id').all(internalId) as Array<{ public_id: string }>).map(
       (r) => r.public_id,
     );
   }
 
   private countChildren(internalId: number): number {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM resources WHERE parent_id = ?').get(internalId) as { n: number }).n;
+    return (this.prepare('SELECT COUNT(*) AS n FROM resources WHERE parent_id = ?').get(internalId) as { n: number }).n;
   }
 
   private labelsOf(internalId: number): string[] {
-    return (this.db.prepare('SELECT label FROM labels WHERE internal_id = ? ORDER BY label').all(internalId) as Array<{ label: string }>).map((r) => r.label);
+    return (this.prepare('SELECT label FROM labels WHERE internal_id = ? ORDER BY label').all(internalId) as Array<{ label: string }>).map((r) => r.label);
   }
 
   private attachmentOf(internalId: number): AttachmentRow | undefined {
-    return this.db.prepare('SELECT uuid, size, md5 FROM attachments WHERE internal_id = ? AND file_type = ?').get(internalId, DICOM_ATTACHMENT) as
+    return this.prepare('SELECT uuid, size, md5 FROM attachments WHERE internal_id = ? AND file_type = ?').get(internalId, DICOM_ATTACHMENT) as
       | AttachmentRow
       | undefined;
   }
 
   private metadataOf(internalId: number, name: string): string | undefined {
-    const row = this.db.prepare('SELECT value FROM metadata WHERE internal_id = ? AND name = ?').get(internalId, name) as { value: string } | undefined;
+    const row = this.prepare('SELECT value FROM metadata WHERE internal_id = ? AND name = ?').get(internalId, name) as { value: string } | undefined;
     return row?.value;
   }
 
@@ -366,25 +392,28 @@ export class EmbeddedCore implements NativeCore {
       if (internalId === null) return {};
       let tags = ancestorTags.get(internalId);
       if (!tags) {
-        tags = JSON.parse(this.rowById(internalId).tags) as Record<string, string>;
+        const source = internalId === row.internal_id ? row : this.rowById(internalId);
+        tags = JSON.parse(source.tags) as Record<string, string>;
         ancestorTags.set(internalId, tags);
       }
       return tags;
     };
     const level = levelName(row.level);
+    const owners = [row.patient_id, row.study_id, row.series_id, row.internal_id];
     for (const spelling of requested) {
-      const tag = normalizeTag(spelling);
-      if (!tag) continue;
-      const name = tagToKeyword(tag) ?? toOrthancTag(tag);
+      const resolved = resolveRequestedTag(spelling);
+      if (!resolved) continue;
+      const { tag, name, indexedAt } = resolved;
       const computed = this.computedTag(row, tag);
       if (computed !== undefined) {
         answer[name] = computed;
         continue;
       }
-      const owners = [row.patient_id, row.study_id, row.series_id, row.internal_id].slice(0, levelIndex(level) + 1);
-      const indexed = owners.map((id) => tagsOf(id)[tag]).find((v) => v !== undefined);
-      if (indexed !== undefined) {
-        answer[name] = indexed;
+      if (indexedAt !== undefined && levelIndex(indexedAt) <= levelIndex(level)) {
+        // indexed at this level or above: the index row of that level has it, or the file lacks it too
+        // (opening a file per answer for an absent attribute would make every search slow)
+        const indexed = tagsOf(owners[levelIndex(indexedAt)])[tag];
+        if (indexed !== undefined) answer[name] = indexed;
         continue;
       }
       fileTags ??= this.firstInstanceDataset(row);
@@ -396,12 +425,11 @@ export class EmbeddedCore implements NativeCore {
 
   private computedTag(row: ResourceRow, tag: string): string | undefined {
     const count = (column: string, level: ResourceLevel): string =>
-      String((this.db.prepare(`SELECT COUNT(*) AS n FROM resources WHERE ${column} = ? AND level = ?`).get(row.internal_id, LEVEL_CODE[level]) as { n: number }).n);
+      String((this.prepare(`SELECT COUNT(*) AS n FROM resources WHERE ${column} = ? AND level = ?`).get(row.internal_id, LEVEL_CODE[level]) as { n: number }).n);
     const distinct = (column: string, level: ResourceLevel, valueTag: string): string =>
       (
-        this.db
-          .prepare(
-            `SELECT DISTINCT t.value FROM resources d JOIN tag_index t ON t.internal_id = d.internal_id
+        this.prepare(
+            `SELECT DISTINCT t.value FROM resources d CROSS JOIN tag_index t ON t.internal_id = d.internal_id
              WHERE d.${column} = ? AND d.level = ? AND t.tag = ? AND t.value <> '' ORDER BY t.value`,
           )
           .all(row.internal_id, LEVEL_CODE[level], valueTag) as Array<{ value: string }>
@@ -434,8 +462,7 @@ export class EmbeddedCore implements NativeCore {
   /** The data set (without pixel data) of the first instance under a resource, for attributes the index lacks. */
   private firstInstanceDataset(row: ResourceRow): DicomDataset | undefined {
     const column = ['patient_id', 'study_id', 'series_id', 'internal_id'][row.level];
-    const instance = this.db
-      .prepare(`SELECT internal_id FROM resources WHERE ${column} = ? AND level = 3 ORDER BY internal_id LIMIT 1`)
+    const instance = this.prepare(`SELECT internal_id FROM resources WHERE ${column} = ? AND level = 3 ORDER BY internal_id LIMIT 1`)
       .get(row.internal_id) as { internal_id: number } | undefined;
     const attachment = instance && this.attachmentOf(instance.internal_id);
     if (!attachment) return undefined;
@@ -480,13 +507,16 @@ export class EmbeddedCore implements NativeCore {
     }
     const since = request.Since ?? 0;
     const limit = request.Limit ?? 0;
+    // with other constraints, '+' keeps SQLite from walking the level index in id order and testing each row:
+    // the constraints' indexes find the few matches, which are then sorted
+    if (where.length > 1) where[0] = '+r.level = ?';
     let statement = `SELECT r.* FROM resources r WHERE ${where.join(' AND ')} ORDER BY r.internal_id`;
     if (sql.unindexed.length === 0) {
       statement += ' LIMIT ? OFFSET ?';
-      return this.db.prepare(statement).all(...params, limit > 0 ? limit : -1, since) as ResourceRow[];
+      return this.prepare(statement).all(...params, limit > 0 ? limit : -1, since) as ResourceRow[];
     }
     // attributes outside the index are checked on the first instance's file, as Orthanc does
-    const candidates = this.db.prepare(statement).all(...params) as ResourceRow[];
+    const candidates = this.prepare(statement).all(...params) as ResourceRow[];
     const matching = candidates.filter((row) => {
       const dataset = this.firstInstanceDataset(row);
       return sql.unindexed.every((c) => matchesValue(dataset ? elementToString(dataset[c.tag]) : undefined, c, caseSensitive));
@@ -495,7 +525,7 @@ export class EmbeddedCore implements NativeCore {
   }
 
   async lookup(dicomUid: string): Promise<LookupMatch[]> {
-    const rows = this.db.prepare('SELECT public_id, level FROM resources WHERE dicom_uid = ? ORDER BY level, internal_id').all(dicomUid) as Array<{
+    const rows = this.prepare('SELECT public_id, level FROM resources WHERE dicom_uid = ? ORDER BY level, internal_id').all(dicomUid) as Array<{
       public_id: string;
       level: number;
     }>;
@@ -506,7 +536,7 @@ export class EmbeddedCore implements NativeCore {
     const row = this.findRow(id, level);
     if (!row) return undefined;
     const column = ['patient_id', 'study_id', 'series_id', 'internal_id'][row.level];
-    const rows = this.db.prepare(`SELECT * FROM resources WHERE ${column} = ? AND level = 3 ORDER BY internal_id`).all(row.internal_id) as ResourceRow[];
+    const rows = this.prepare(`SELECT * FROM resources WHERE ${column} = ? AND level = 3 ORDER BY internal_id`).all(row.internal_id) as ResourceRow[];
     return rows.map((r) => this.toResource(r) as InstanceResource);
   }
 
@@ -515,8 +545,7 @@ export class EmbeddedCore implements NativeCore {
     const row = this.findRow(id, level);
     if (!row) return undefined;
     const column = ['patient_id', 'study_id', 'series_id', 'internal_id'][row.level];
-    return this.db
-      .prepare(`SELECT * FROM resources WHERE ${column} = ? AND level = ? ORDER BY internal_id`)
+    return this.prepare(`SELECT * FROM resources WHERE ${column} = ? AND level = ? ORDER BY internal_id`)
       .all(row.internal_id, LEVEL_CODE[childLevel]) as ResourceRow[];
   }
 
@@ -529,8 +558,7 @@ export class EmbeddedCore implements NativeCore {
   }
 
   listRows(level: ResourceLevel, since: number, limit: number): ResourceRow[] {
-    return this.db
-      .prepare('SELECT * FROM resources WHERE level = ? ORDER BY internal_id LIMIT ? OFFSET ?')
+    return this.prepare('SELECT * FROM resources WHERE level = ? ORDER BY internal_id LIMIT ? OFFSET ?')
       .all(LEVEL_CODE[level], limit > 0 ? limit : -1, since) as ResourceRow[];
   }
 
@@ -544,12 +572,33 @@ export class EmbeddedCore implements NativeCore {
   }
 
   async readInstanceFile(id: string, options: { transcode?: string } = {}): Promise<FileStream> {
-    const attachment = this.instanceAttachment(id);
-    const transferSyntax = await this.getInstanceMetadata(id, 'TransferSyntax');
-    if (options.transcode && options.transcode !== transferSyntax) {
-      throw new CoreError(415, `Transcoding to ${options.transcode} is not available in this core`);
+    // One statement (WADO-RS metadata opens every file of a series): attachment and syntax at once.
+    const statement = this.prepare(
+      `SELECT a.uuid AS uuid, a.size AS size, m.value AS transferSyntax FROM resources r
+       JOIN attachments a ON a.internal_id = r.internal_id AND a.file_type = ${DICOM_ATTACHMENT}
+       LEFT JOIN metadata m ON m.internal_id = r.internal_id AND m.name = 'TransferSyntax'
+       WHERE r.public_id = ? AND r.level = ${LEVEL_CODE.Instance}`,
+    );
+    const file = statement.get(id) as { uuid: string; size: number; transferSyntax: string | null } | undefined;
+    if (!file) throw new CoreError(404, `Unknown instance: ${id}`);
+    const attachment = { uuid: file.uuid, size: file.size };
+    const transferSyntax = file.transferSyntax ?? undefined;
+    const target = options.transcode;
+    if (!target || !transferSyntax || target === transferSyntax) {
+      const stream = fs.createReadStream(this.storage.pathOf(attachment.uuid), { highWaterMark: FILE_CHUNK_BYTES });
+      return { stream, size: attachment.size, transferSyntax };
     }
-    return { stream: this.storage.createReadStream(attachment.uuid), size: attachment.size, transferSyntax };
+    if (!canTranscode(transferSyntax, target)) {
+      throw new CoreError(415, `Cannot transcode from ${transferSyntax} to ${target}`);
+    }
+    // Transcoding needs the whole instance in memory (one instance at a time, never a study).
+    try {
+      const transcoded = await transcodeFile(await this.storage.read(attachment.uuid), transferSyntax, target);
+      return { stream: Readable.from([transcoded]), size: transcoded.length, transferSyntax: target };
+    } catch (error) {
+      if (error instanceof TranscodeError) throw new CoreError(415, error.message);
+      throw error;
+    }
   }
 
   /** Path of an instance's file, for in-process readers that need random access (frames, bulk data). */
@@ -558,15 +607,23 @@ export class EmbeddedCore implements NativeCore {
   }
 
   async readFrameRaw(id: string, frame: number): Promise<Buffer> {
-    this.instanceAttachment(id);
-    throw new CoreError(501, `Raw frames are not served by this core yet (frame ${frame})`);
+    const attachment = this.instanceAttachment(id);
+    try {
+      // The frame index of a file is cached by its attachment UUID: a new upload gets a new UUID.
+      const { bytes, index } = await readStoredFrame(this.storage.pathOf(attachment.uuid), attachment.uuid, frame);
+      // As Orthanc: compressed frames as stored, native frames in little endian whatever the file's byte order.
+      return nativeFrameToLittleEndian(bytes, index.transferSyntax, index.image.bitsAllocated);
+    } catch (error) {
+      if (error instanceof PixelDataError) throw new CoreError(error.status, error.message);
+      throw error;
+    }
   }
 
   /** All metadata of an instance (GET /instances/{id}/metadata?expand); undefined when unknown. */
   instanceMetadata(id: string): Record<string, string> | undefined {
     const row = this.findRow(id, 'Instance');
     if (!row) return undefined;
-    const rows = this.db.prepare('SELECT name, value FROM metadata WHERE internal_id = ? ORDER BY name').all(row.internal_id) as Array<{ name: string; value: string }>;
+    const rows = this.prepare('SELECT name, value FROM metadata WHERE internal_id = ? ORDER BY name').all(row.internal_id) as Array<{ name: string; value: string }>;
     return Object.fromEntries(rows.map((r) => [r.name, r.value]));
   }
 
@@ -591,16 +648,15 @@ export class EmbeddedCore implements NativeCore {
     const column = ['patient_id', 'study_id', 'series_id', 'internal_id'][row.level];
     const now = orthancTimestamp();
     const { files, remaining } = this.db.transaction(() => {
-      const files = this.db
-        .prepare(
+      const files = this.prepare(
           `SELECT a.uuid, a.size FROM attachments a JOIN resources d ON d.internal_id = a.internal_id WHERE d.${column} = ?`,
         )
         .all(row.internal_id) as Array<{ uuid: string; size: number }>;
-      const markPending = this.db.prepare("INSERT OR REPLACE INTO pending_files (uuid, operation) VALUES (?, 'delete')");
+      const markPending = this.prepare("INSERT OR REPLACE INTO pending_files (uuid, operation) VALUES (?, 'delete')");
       for (const file of files) markPending.run(file.uuid);
-      const recordDeleted = this.db.prepare("INSERT INTO changes (change_type, level, public_id, date) VALUES ('Deleted', ?, ?, ?)");
+      const recordDeleted = this.prepare("INSERT INTO changes (change_type, level, public_id, date) VALUES ('Deleted', ?, ?, ?)");
       recordDeleted.run(row.level, row.public_id, now);
-      this.db.prepare('DELETE FROM resources WHERE internal_id = ?').run(row.internal_id);
+      this.prepare('DELETE FROM resources WHERE internal_id = ?').run(row.internal_id);
       let parentId = row.parent_id;
       let remaining: ResourceRow | null = null;
       while (parentId !== null) {
@@ -610,7 +666,7 @@ export class EmbeddedCore implements NativeCore {
           break;
         }
         recordDeleted.run(parent.level, parent.public_id, now);
-        this.db.prepare('DELETE FROM resources WHERE internal_id = ?').run(parentId);
+        this.prepare('DELETE FROM resources WHERE internal_id = ?').run(parentId);
         parentId = parent.parent_id;
       }
       return { files, remaining };
@@ -619,7 +675,7 @@ export class EmbeddedCore implements NativeCore {
       await this.storage.remove(file.uuid);
       this.totalSize -= file.size;
     }
-    const clear = this.db.prepare('DELETE FROM pending_files WHERE uuid = ?');
+    const clear = this.prepare('DELETE FROM pending_files WHERE uuid = ?');
     for (const file of files) clear.run(file.uuid);
     if (!remaining) return null;
     const remainingLevel = levelName(remaining.level);
@@ -629,7 +685,7 @@ export class EmbeddedCore implements NativeCore {
   // ---------------------------------------------------------------- changes
 
   async getChanges(since: number, limit: number): Promise<ChangesPage> {
-    const rows = this.db.prepare('SELECT * FROM changes WHERE seq > ? ORDER BY seq LIMIT ?').all(since, limit + 1) as Array<{
+    const rows = this.prepare('SELECT * FROM changes WHERE seq > ? ORDER BY seq LIMIT ?').all(since, limit + 1) as Array<{
       seq: number;
       change_type: string;
       level: number;
@@ -637,7 +693,7 @@ export class EmbeddedCore implements NativeCore {
       date: string;
     }>;
     const page = rows.slice(0, limit);
-    const lastSeq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) AS s FROM changes').get() as { s: number }).s;
+    const lastSeq = (this.prepare('SELECT COALESCE(MAX(seq), 0) AS s FROM changes').get() as { s: number }).s;
     return {
       Changes: page.map((r) => ({
         ChangeType: r.change_type,
@@ -653,7 +709,7 @@ export class EmbeddedCore implements NativeCore {
   }
 
   lastChange(): ChangesPage {
-    const row = this.db.prepare('SELECT * FROM changes ORDER BY seq DESC LIMIT 1').get() as
+    const row = this.prepare('SELECT * FROM changes ORDER BY seq DESC LIMIT 1').get() as
       | { seq: number; change_type: string; level: number; public_id: string; date: string }
       | undefined;
     if (!row) return { Changes: [], Done: true, Last: 0 };
@@ -666,7 +722,7 @@ export class EmbeddedCore implements NativeCore {
   }
 
   getExports(since: number, limit: number): { Exports: Array<Record<string, string | number>>; Done: boolean; Last: number } {
-    const rows = this.db.prepare('SELECT * FROM exported_resources WHERE seq > ? ORDER BY seq LIMIT ?').all(since, limit + 1) as Array<{
+    const rows = this.prepare('SELECT * FROM exported_resources WHERE seq > ? ORDER BY seq LIMIT ?').all(since, limit + 1) as Array<{
       seq: number;
       level: number;
       public_id: string;
@@ -697,16 +753,16 @@ export class EmbeddedCore implements NativeCore {
   }
 
   clearExports(): void {
-    this.db.prepare('DELETE FROM exported_resources').run();
+    this.prepare('DELETE FROM exported_resources').run();
   }
 
   clearChanges(): void {
-    this.db.prepare('DELETE FROM changes').run();
+    this.prepare('DELETE FROM changes').run();
   }
 
   statistics(): Record<string, number | string> {
     const count = (level: ResourceLevel): number =>
-      (this.db.prepare('SELECT COUNT(*) AS n FROM resources WHERE level = ?').get(LEVEL_CODE[level]) as { n: number }).n;
+      (this.prepare('SELECT COUNT(*) AS n FROM resources WHERE level = ?').get(LEVEL_CODE[level]) as { n: number }).n;
     const mb = Math.round(this.totalSize / (1024 * 1024));
     return {
       CountPatients: count('Patient'),
@@ -745,6 +801,27 @@ function readIdentifiers(dataset: DicomDataset): Identifiers {
     seriesUid: required(LEVEL_UID_TAG.Series, 'SeriesInstanceUID'),
     sopUid: required(LEVEL_UID_TAG.Instance, 'SOPInstanceUID'),
   };
+}
+
+interface RequestedTag {
+  tag: string;
+  /** The key of the answer: keyword, else "gggg,eeee". */
+  name: string;
+  /** The level whose index holds the tag, if any. */
+  indexedAt?: ResourceLevel;
+}
+
+const requestedTagCache = new Map<string, RequestedTag | null>();
+
+/** A RequestedTags spelling resolved once (dictionary lookups cost more than answering from the index). */
+function resolveRequestedTag(spelling: string): RequestedTag | undefined {
+  let resolved = requestedTagCache.get(spelling);
+  if (resolved === undefined) {
+    const tag = normalizeTag(spelling);
+    resolved = tag ? { tag, name: tagToKeyword(tag) ?? toOrthancTag(tag), indexedAt: levelOfTag(tag) } : null;
+    if (requestedTagCache.size < 10_000) requestedTagCache.set(spelling, resolved);
+  }
+  return resolved ?? undefined;
 }
 
 function mainDicomTags(level: ResourceLevel, tags: Record<string, string>): Record<string, string> {
