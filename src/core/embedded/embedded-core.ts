@@ -23,9 +23,11 @@ import { orthancId, isOrthancId } from '../orthanc-ids';
 import { openIndex, LEVEL_CODE } from './schema';
 import { StorageArea, readFileHead } from './storage-area';
 import { buildConstraints, fold, matchesValue, type Constraint } from './find-query';
-import { DicomParseError, parseDicom, elementToString, type ParsedDicom, type DicomDataset } from '../../dicom/dicom-file';
+import { DicomParseError, elementToString, type DicomDataset } from '../../dicom/dicom-file';
 import { normalizeTag, tagToKeyword, toOrthancTag, vrOfTag } from '../../dicom/dictionary';
 import { VERSION } from '../../server/version';
+import { readDataset, type DatasetRead } from '../../dicom/dataset-reader';
+import { NeedMoreData } from '../../dicom/element-scanner';
 import { PixelDataError, readStoredFrame } from '../../dicom/pixel-data';
 import { canTranscode, nativeFrameToLittleEndian, TranscodeError, transcodeFile } from '../../dicom/transcode';
 
@@ -136,7 +138,7 @@ export class EmbeddedCore implements NativeCore {
     const temporaryPath = 'file' in input ? input.file : await this.storage.writeTemporary(input.buffer);
     let moved = false;
     try {
-      const parsed = await this.parseHeader(input, temporaryPath);
+      const { parsed, whole } = await this.parseHeader(input, temporaryPath);
       const identifiers = readIdentifiers(parsed.dataset);
       const ids = {
         patient: orthancId(identifiers.patientId),
@@ -154,7 +156,8 @@ export class EmbeddedCore implements NativeCore {
       });
       if (this.findRow(ids.instance, 'Instance')) return result('AlreadyStored');
 
-      const { size, md5 } = 'buffer' in input ? digest(input.buffer) : await digestFile(temporaryPath);
+      // a file small enough to be read whole for its header is hashed from that read, not read again
+      const { size, md5 } = whole ? digest(whole) : await digestFile(temporaryPath);
       const maximum = this.config.maximumStorageSize * 1024 * 1024;
       if (maximum > 0 && this.totalSize + size > maximum) {
         throw new CoreError(507, 'The storage area is full', `MaximumStorageSize (${this.config.maximumStorageSize} MB) would be exceeded`);
@@ -185,19 +188,25 @@ export class EmbeddedCore implements NativeCore {
     }
   }
 
-  private async parseHeader(input: StoreInput, temporaryPath: string): Promise<ParsedDicom> {
-    if ('buffer' in input) return parseDicom(input.buffer, { untilPixelData: true });
+  /**
+   * The data set up to Pixel Data, with the fast reader of dataset-reader.ts. `whole` is the complete file
+   * when it was read entirely anyway (a buffer, or a file no larger than the first read).
+   */
+  private async parseHeader(input: StoreInput, temporaryPath: string): Promise<{ parsed: HeaderRead; whole?: Buffer }> {
+    if ('buffer' in input) return { parsed: readHeader(input.buffer, true), whole: input.buffer };
     const head = await readFileHead(temporaryPath, HEADER_READ_BYTES);
+    const complete = head.length < HEADER_READ_BYTES || (await fsp.stat(temporaryPath)).size === head.length;
     try {
-      return parseDicom(head, { untilPixelData: true });
+      return { parsed: readHeader(head, complete), whole: complete ? head : undefined };
     } catch (error) {
-      if (head.length < HEADER_READ_BYTES) throw error;
-      return parseDicom(await fsp.readFile(temporaryPath), { untilPixelData: true });
+      if (!(error instanceof NeedMoreData)) throw error;
+      const file = await fsp.readFile(temporaryPath);
+      return { parsed: readHeader(file, true), whole: file };
     }
   }
 
   private indexInstance(
-    parsed: ParsedDicom,
+    parsed: HeaderRead,
     identifiers: Identifiers,
     ids: Record<'patient' | 'study' | 'series' | 'instance', string>,
     file: { uuid: string; size: number; md5: string },
@@ -852,6 +861,19 @@ function seriesStatus(expected: number | null, actual: number): 'Complete' | 'Mi
   return actual < expected ? 'Missing' : 'Inconsistent';
 }
 
+type HeaderRead = Pick<DatasetRead, 'transferSyntax' | 'dataset'>;
+
+/** Reads a data set up to Pixel Data; what is not DICOM (or is cut short) is a DicomParseError, answered 400. */
+function readHeader(buffer: Buffer, complete: boolean): HeaderRead {
+  if (buffer.length < 132 || buffer.toString('latin1', 128, 132) !== 'DICM') throw new DicomParseError('Not a DICOM Part 10 file (no DICM prefix)');
+  try {
+    return readDataset(buffer, { complete, stopAtPixelData: true });
+  } catch (error) {
+    if (error instanceof NeedMoreData) throw error;
+    throw new DicomParseError(`Cannot parse the DICOM file: ${(error as Error).message}`);
+  }
+}
+
 function digest(buffer: Buffer): { size: number; md5: string } {
   return { size: buffer.length, md5: createHash('md5').update(buffer).digest('hex') };
 }
@@ -879,9 +901,10 @@ function readDatasetSync(filePath: string): DicomDataset | undefined {
     const head = Buffer.allocUnsafe(Math.min(size, HEADER_READ_BYTES));
     fs.readSync(fd, head, 0, head.length, 0);
     try {
-      return parseDicom(head, { untilPixelData: true }).dataset;
-    } catch {
-      return parseDicom(fs.readFileSync(filePath), { untilPixelData: true }).dataset;
+      return readHeader(head, head.length === size).dataset;
+    } catch (error) {
+      if (!(error instanceof NeedMoreData)) throw error;
+      return readHeader(fs.readFileSync(filePath), true).dataset;
     }
   } catch {
     return undefined;
