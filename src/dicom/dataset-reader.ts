@@ -9,13 +9,19 @@
  *  - IS/DS and (0008,0005) also in `_rawValue`, as dcmjs keeps them;
  *  - binary values as ArrayBuffers in little endian, whatever the transfer syntax;
  *  - the top-level Pixel Data left unread (`stopAtPixelData`) and reported by position.
- * Implicit VR data sets take their VRs from the dictionary (dictionary.ts).
+ * Implicit VR data sets take their VRs from the dictionary (dictionary.ts). Elements are walked by
+ * element-walker.ts.
  */
 import { inflateRawSync } from 'node:zlib';
 import { decodeText, parseSpecificCharacterSet } from './charset';
-import { CHARSET_TEXT_VRS, SINGLE_VALUED_TEXT_VRS, vrOfTag } from './dictionary';
+import { CHARSET_TEXT_VRS, SINGLE_VALUED_TEXT_VRS } from './dictionary';
 import type { DicomDataset, DicomElement } from './dicom-file';
-import { DicomScanError, NeedMoreData, type PixelDataElement } from './element-scanner';
+import type { PixelDataElement } from './element-scanner';
+import {
+  DicomScanError, ElementWalker, hexTag, implicitVr, ITEM, ITEM_DELIMITATION,
+  MAX_DEPTH, nestedEncoding, NeedMoreData, PIXEL_DATA, readFileMeta, SEQUENCE_DELIMITATION, UNDEFINED_LENGTH as UNDEFINED,
+} from './element-walker';
+import type { ElementEncoding as Encoding, ElementHeader } from './element-walker';
 import { encodingOf } from './transfer-syntax';
 
 export interface ReadDatasetOptions {
@@ -32,109 +38,14 @@ export interface DatasetRead {
   pixelData?: PixelDataElement;
 }
 
-const ITEM = 0xfffee000;
-const ITEM_DELIMITATION = 0xfffee00d;
-const SEQUENCE_DELIMITATION = 0xfffee0dd;
-const PIXEL_DATA = 0x7fe00010;
 const SPECIFIC_CHARACTER_SET = 0x00080005;
-const UNDEFINED = 0xffffffff;
-const LONG_VRS: ReadonlySet<string> = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'UC', 'UN', 'UR', 'UT', 'SV', 'UV']);
 const BINARY_WIDTH: Readonly<Record<string, number>> = { OB: 1, UN: 1, OW: 2, OF: 4, OL: 4, OD: 8, OV: 8 };
-const MAX_DEPTH = 64;
 
-interface Encoding {
-  littleEndian: boolean;
-  explicitVr: boolean;
-}
-
-/** Reading state over one buffer; `end` bounds the current (item or sequence) scope. */
-class Reader {
-  constructor(
-    readonly buffer: Buffer,
-    readonly complete: boolean,
-    public offset: number,
-  ) {}
-
-  need(length: number): void {
-    if (this.offset + length > this.buffer.length) {
-      if (!this.complete) throw new NeedMoreData(this.offset);
-      throw new DicomScanError(`the data ends inside an element (offset ${this.offset})`);
-    }
-  }
-
-  uint16(littleEndian: boolean): number {
-    this.need(2);
-    const value = littleEndian ? this.buffer.readUInt16LE(this.offset) : this.buffer.readUInt16BE(this.offset);
-    this.offset += 2;
-    return value;
-  }
-
-  uint32(littleEndian: boolean): number {
-    this.need(4);
-    const value = littleEndian ? this.buffer.readUInt32LE(this.offset) : this.buffer.readUInt32BE(this.offset);
-    this.offset += 4;
-    return value;
-  }
-
-  tag(littleEndian: boolean): number {
-    const group = this.uint16(littleEndian);
-    const element = this.uint16(littleEndian);
-    return ((group << 16) | element) >>> 0;
-  }
-}
-
-const hexTags = new Map<number, string>();
-
-function hexTag(tag: number): string {
-  let hex = hexTags.get(tag);
-  if (hex === undefined) {
-    hex = tag.toString(16).toUpperCase().padStart(8, '0');
-    // Private and unusual tags are unbounded: remember only a working set.
-    if (hexTags.size < 65536) hexTags.set(tag, hex);
-  }
-  return hex;
-}
-
-function isUpperLetter(code: number): boolean {
-  return code >= 0x41 && code <= 0x5a;
-}
-
-interface Header {
-  tag: number;
-  vr: string;
-  length: number;
-}
-
-function readHeader(reader: Reader, encoding: Encoding): Header {
-  const tag = reader.tag(encoding.littleEndian);
-  if (tag >>> 16 === 0xfffe || !encoding.explicitVr) {
-    const length = reader.uint32(encoding.littleEndian);
-    return { tag, vr: tag >>> 16 === 0xfffe ? '' : implicitVr(tag), length };
-  }
-  reader.need(2);
-  const first = reader.buffer[reader.offset];
-  const second = reader.buffer[reader.offset + 1];
-  if (!isUpperLetter(first) || !isUpperLetter(second)) throw new DicomScanError(`invalid VR at offset ${reader.offset}`);
-  const vr = String.fromCharCode(first, second);
-  reader.offset += 2;
-  if (LONG_VRS.has(vr)) {
-    reader.need(2);
-    reader.offset += 2;
-    return { tag, vr, length: reader.uint32(encoding.littleEndian) };
-  }
-  return { tag, vr, length: reader.uint16(encoding.littleEndian) };
-}
-
-const implicitVrs = new Map<number, string>();
-
-/** Implicit VR: the dictionary's (private data elements are UN, their creators LO). */
-function implicitVr(tag: number): string {
-  let vr = implicitVrs.get(tag);
-  if (vr === undefined) {
-    vr = (tag & 0xffff) === 0 ? 'UL' : vrOfTag(hexTag(tag));
-    implicitVrs.set(tag, vr);
-  }
-  return vr;
+/** The next element header, implicit VRs taken from the dictionary. */
+function readHeader(reader: ElementWalker, encoding: Encoding): ElementHeader {
+  const header = reader.header(encoding);
+  if (header.vr === '' && header.tag >>> 16 !== 0xfffe) header.vr = implicitVr(header.tag);
+  return header;
 }
 
 function copyBytes(buffer: Buffer, start: number, length: number): ArrayBuffer {
@@ -229,49 +140,43 @@ interface Scope {
 }
 
 /** Fragments of encapsulated data (Basic Offset Table first), up to the sequence delimiter. */
-function readFragments(reader: Reader, littleEndian: boolean): ArrayBuffer[] {
+function readFragments(reader: ElementWalker, encoding: Encoding): ArrayBuffer[] {
   const fragments: ArrayBuffer[] = [];
   for (;;) {
-    const tag = reader.tag(littleEndian);
-    const length = reader.uint32(littleEndian);
+    const { tag, length, tagOffset } = reader.header(encoding);
     if (tag === SEQUENCE_DELIMITATION) return fragments;
-    if (tag !== ITEM || length === UNDEFINED) throw new DicomScanError(`invalid fragment at offset ${reader.offset - 8}`);
+    if (tag !== ITEM || length === UNDEFINED) throw new DicomScanError(`invalid fragment at offset ${tagOffset}`);
     reader.need(length);
     fragments.push(copyBytes(reader.buffer, reader.offset, length));
     reader.offset += length;
   }
 }
 
-function readSequence(reader: Reader, length: number, encoding: Encoding, scope: Scope): DicomDataset[] {
+function readSequence(reader: ElementWalker, length: number, encoding: Encoding, scope: Scope): DicomDataset[] {
   if (scope.depth > MAX_DEPTH) throw new DicomScanError('sequences nested too deeply');
   const end = length === UNDEFINED ? undefined : reader.offset + length;
   const items: DicomDataset[] = [];
   while (end === undefined || reader.offset < end) {
-    const tag = reader.tag(encoding.littleEndian);
-    const itemLength = reader.uint32(encoding.littleEndian);
+    const { tag, length: itemLength, tagOffset } = reader.header(encoding);
     if (tag === SEQUENCE_DELIMITATION) break;
-    if (tag !== ITEM) throw new DicomScanError(`expected an item at offset ${reader.offset - 8}`);
+    if (tag !== ITEM) throw new DicomScanError(`expected an item at offset ${tagOffset}`);
     const itemEnd = itemLength === UNDEFINED ? undefined : reader.offset + itemLength;
     items.push(readElements(reader, encoding, { end: itemEnd, depth: scope.depth + 1, charset: scope.charset }, false).dataset);
   }
   return items;
 }
 
-function readElements(reader: Reader, encoding: Encoding, scope: Scope, stopAtPixelData: boolean): { dataset: DicomDataset; pixelData?: PixelDataElement } {
+function readElements(reader: ElementWalker, encoding: Encoding, scope: Scope, stopAtPixelData: boolean): { dataset: DicomDataset; pixelData?: PixelDataElement } {
   const dataset: DicomDataset = {};
   let charset = scope.charset;
   for (;;) {
     if (scope.end !== undefined && reader.offset >= scope.end) break;
-    if (scope.end === undefined && scope.depth === 0 && reader.offset >= reader.buffer.length) {
-      if (!reader.complete) throw new NeedMoreData(reader.offset);
-      break;
-    }
-    const tagOffset = reader.offset;
+    if (scope.end === undefined && scope.depth === 0 && reader.atEnd()) break;
     const header = readHeader(reader, encoding);
     if (header.tag === ITEM_DELIMITATION) break;
     if (header.tag === PIXEL_DATA && scope.depth === 0 && stopAtPixelData) {
       const pixelData: PixelDataElement = {
-        tagOffset,
+        tagOffset: header.tagOffset,
         valueOffset: reader.offset,
         length: header.length === UNDEFINED ? undefined : header.length,
         vr: header.vr === 'ox' ? 'OW' : header.vr,
@@ -281,13 +186,13 @@ function readElements(reader: Reader, encoding: Encoding, scope: Scope, stopAtPi
     const key = hexTag(header.tag);
     if (header.vr === 'SQ' || (header.length === UNDEFINED && header.vr === 'UN')) {
       // An undefined-length UN is a sequence in Implicit VR Little Endian (PS3.5 6.2.2).
-      const nested = header.vr === 'UN' ? { littleEndian: true, explicitVr: false } : encoding;
+      const nested = nestedEncoding(header, encoding);
       dataset[key] = { vr: 'SQ', Value: readSequence(reader, header.length, nested, { end: undefined, depth: scope.depth + 1, charset }) };
       continue;
     }
     if (header.length === UNDEFINED) {
       // Encapsulated data: one value per fragment, after the Basic Offset Table.
-      const fragments = readFragments(reader, encoding.littleEndian);
+      const fragments = readFragments(reader, encoding);
       dataset[key] = { vr: header.vr, Value: fragments.slice(1) };
       continue;
     }
@@ -305,36 +210,19 @@ function readElements(reader: Reader, encoding: Encoding, scope: Scope, stopAtPi
   return { dataset };
 }
 
-function readMeta(reader: Reader): { transferSyntax: string; datasetOffset: number } {
-  reader.need(132);
-  if (reader.buffer.toString('latin1', 128, 132) !== 'DICM') throw new DicomScanError('not a DICOM Part 10 file (no DICM prefix)');
-  reader.offset = 132;
-  let transferSyntax: string | undefined;
-  for (;;) {
-    reader.need(2);
-    if (reader.buffer.readUInt16LE(reader.offset) !== 0x0002) break;
-    const header = readHeader(reader, { littleEndian: true, explicitVr: true });
-    reader.need(header.length);
-    if (header.tag === 0x00020010) transferSyntax = reader.buffer.toString('latin1', reader.offset, reader.offset + header.length).replace(/[\0\s]+$/, '');
-    reader.offset += header.length;
-  }
-  if (!transferSyntax) throw new DicomScanError('the file meta group has no TransferSyntaxUID');
-  return { transferSyntax, datasetOffset: reader.offset };
-}
-
 /**
  * Reads the data set of Part 10 bytes. With `complete: false` the bytes may be a prefix: NeedMoreData
  * means "read more and try again" (a Deflated file always needs all of it).
  */
 export function readDataset(buffer: Buffer, options: ReadDatasetOptions): DatasetRead {
-  const meta = new Reader(buffer, options.complete, 0);
-  const { transferSyntax, datasetOffset } = readMeta(meta);
+  const meta = new ElementWalker(buffer, options.complete);
+  const { transferSyntax, datasetOffset } = readFileMeta(meta);
   const encoding = encodingOf(transferSyntax);
-  let reader = new Reader(buffer, options.complete, datasetOffset);
+  let reader = new ElementWalker(buffer, options.complete, datasetOffset);
   if (encoding.deflated) {
     if (!options.complete) throw new NeedMoreData(buffer.length);
     const inflated = Buffer.concat([buffer.subarray(0, datasetOffset), inflateRawSync(buffer.subarray(datasetOffset))]);
-    reader = new Reader(inflated, true, datasetOffset);
+    reader = new ElementWalker(inflated, true, datasetOffset);
   }
   const { dataset, pixelData } = readElements(reader, encoding, { end: undefined, depth: 0, charset: [] }, options.stopAtPixelData);
   return { transferSyntax, dataset, pixelData };

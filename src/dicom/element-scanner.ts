@@ -1,14 +1,21 @@
 /**
- * A small DICOM element scanner: walks a Part 10 file's elements by their headers only, without
- * decoding values, to find where the top-level Pixel Data starts and the few image attributes needed
- * to cut frames. It reads through a `ByteSource`, so it works on a file (random access: large values
- * are skipped, never read) as well as on the first bytes of a stream.
+ * The layout scan: walks a Part 10 file's top-level elements by their headers only (element-walker.ts),
+ * without decoding values, to find where the top-level Pixel Data starts and the few image attributes
+ * needed to cut frames. It reads through a `ByteSource`, so it works on a file (random access: large
+ * values are skipped, never read) as well as on the first bytes of a stream.
  *
  * Why not dcmjs: dcmjs reads whole values (a 500 MB multi-frame would be loaded to serve one frame)
  * and does not report byte offsets.
  */
 import fsp from 'node:fs/promises';
 import { encodingOf, type TransferSyntaxEncoding } from './transfer-syntax';
+import {
+  decodeHeader, DicomScanError, ElementWalker, ITEM, ITEM_DELIMITATION, MAX_DEPTH,
+  nestedEncoding, NeedMoreData, PIXEL_DATA, readFileMeta, SEQUENCE_DELIMITATION, trimmedText, UNDEFINED_LENGTH,
+} from './element-walker';
+import type { ElementEncoding, ElementHeader } from './element-walker';
+
+export { DicomScanError, NeedMoreData };
 
 /**
  * Random access to bytes. `read` returns up to `length` bytes from `offset`; fewer than `minimum` only
@@ -16,22 +23,6 @@ import { encodingOf, type TransferSyntaxEncoding } from './transfer-syntax';
  */
 export interface ByteSource {
   read(offset: number, length: number, minimum: number): Promise<Buffer>;
-}
-
-/** The source is a prefix of the data and the scan needs bytes past its end (see `scanStreamHead`). */
-export class NeedMoreData extends Error {
-  constructor(readonly offset: number) {
-    super(`more data needed at offset ${offset}`);
-    this.name = 'NeedMoreData';
-  }
-}
-
-/** Not a DICOM file, or its element structure is broken where we had to walk it. */
-export class DicomScanError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'DicomScanError';
-  }
 }
 
 export interface ImageAttributes {
@@ -68,16 +59,7 @@ export interface DicomLayout {
   pixelData?: PixelDataElement;
 }
 
-const ITEM = 0xfffee000;
-const ITEM_DELIMITATION = 0xfffee00d;
-const SEQUENCE_DELIMITATION = 0xfffee0dd;
-const PIXEL_DATA = 0x7fe00010;
-const UNDEFINED_LENGTH = 0xffffffff;
-/** Explicit VRs with a 2-byte reserved field and a 4-byte length (PS3.5 Table 7.1-1). */
-const LONG_VRS: ReadonlySet<string> = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'UC', 'UN', 'UR', 'UT', 'SV', 'UV']);
 const WINDOW = 64 * 1024;
-/** Deeper nesting than this is a malformed (or hostile) file, not a real data set. */
-const MAX_DEPTH = 64;
 
 const IMAGE_TAGS: Readonly<Record<number, keyof ImageAttributes>> = {
   0x00280002: 'samplesPerPixel',
@@ -103,15 +85,32 @@ class Cursor {
 
   /** The next `length` bytes (a view into the window), or NeedMoreData/DicomScanError past the end. */
   async take(length: number): Promise<Buffer> {
-    const start = this.offset - this.windowStart;
-    if (start < 0 || start + length > this.window.length) {
-      this.window = await this.source.read(this.offset, Math.max(length, WINDOW), length);
-      this.windowStart = this.offset;
-      if (this.window.length < length) throw new DicomScanError(`the data ends inside an element (offset ${this.offset})`);
-    }
+    await this.fill(length);
     const at = this.offset - this.windowStart;
     this.offset += length;
     return this.window.subarray(at, at + length);
+  }
+
+  /** Makes the window hold `length` bytes from the offset (DicomScanError when the data ends first). */
+  private async fill(length: number): Promise<void> {
+    const start = this.offset - this.windowStart;
+    if (start >= 0 && start + length <= this.window.length) return;
+    this.window = await this.source.read(this.offset, Math.max(length, WINDOW), length);
+    this.windowStart = this.offset;
+    if (this.window.length < length) throw new DicomScanError(`the data ends inside an element (offset ${this.offset})`);
+  }
+
+  /** The next element header (decoded by the one walker), moving to its value. */
+  async header(encoding: ElementEncoding): Promise<ElementHeader> {
+    await this.fill(8);
+    let header = decodeHeader(this.window, this.offset - this.windowStart, encoding);
+    if (!header) {
+      await this.fill(12);
+      header = decodeHeader(this.window, this.offset - this.windowStart, encoding) as ElementHeader;
+    }
+    const shift = this.windowStart;
+    this.offset = header.valueOffset + shift;
+    return { ...header, tagOffset: header.tagOffset + shift, valueOffset: header.valueOffset + shift };
   }
 
   /** True when no byte follows the current offset. */
@@ -124,81 +123,36 @@ class Cursor {
   }
 }
 
-interface ElementHeader {
-  tag: number;
-  vr: string;
-  length: number;
-  tagOffset: number;
-}
-
-async function readTag(cursor: Cursor, littleEndian: boolean): Promise<number> {
-  const bytes = await cursor.take(4);
-  const group = littleEndian ? bytes.readUInt16LE(0) : bytes.readUInt16BE(0);
-  const element = littleEndian ? bytes.readUInt16LE(2) : bytes.readUInt16BE(2);
-  return ((group << 16) | element) >>> 0;
-}
-
-async function readUint32(cursor: Cursor, littleEndian: boolean): Promise<number> {
-  const bytes = await cursor.take(4);
-  return littleEndian ? bytes.readUInt32LE(0) : bytes.readUInt32BE(0);
-}
-
-async function readElementHeader(cursor: Cursor, encoding: Pick<TransferSyntaxEncoding, 'littleEndian' | 'explicitVr'>): Promise<ElementHeader> {
-  const tagOffset = cursor.offset;
-  const tag = await readTag(cursor, encoding.littleEndian);
-  // Items and delimiters have no VR in any transfer syntax.
-  if (tag >>> 16 === 0xfffe || !encoding.explicitVr) {
-    return { tag, vr: '', length: await readUint32(cursor, encoding.littleEndian), tagOffset };
-  }
-  const vrBytes = await cursor.take(2);
-  const vr = vrBytes.toString('latin1');
-  if (!/^[A-Z]{2}$/.test(vr)) throw new DicomScanError(`invalid VR at offset ${tagOffset + 4}`);
-  if (LONG_VRS.has(vr)) {
-    await cursor.take(2);
-    return { tag, vr, length: await readUint32(cursor, encoding.littleEndian), tagOffset };
-  }
-  const lengthBytes = await cursor.take(2);
-  return { tag, vr, length: encoding.littleEndian ? lengthBytes.readUInt16LE(0) : lengthBytes.readUInt16BE(0), tagOffset };
-}
-
-/** Skips the items of an undefined-length sequence, up to and including its delimiter. */
-async function skipUndefinedSequence(cursor: Cursor, encoding: TransferSyntaxEncoding, depth: number): Promise<void> {
-  if (depth > MAX_DEPTH) throw new DicomScanError('sequences nested too deeply');
-  for (;;) {
-    const header = await readElementHeader(cursor, encoding);
-    if (header.tag === SEQUENCE_DELIMITATION) return;
-    if (header.tag !== ITEM) throw new DicomScanError(`expected an item at offset ${header.tagOffset}`);
-    if (header.length === UNDEFINED_LENGTH) await skipUndefinedItem(cursor, encoding, depth + 1);
-    else cursor.offset += header.length;
-  }
-}
-
-/** Skips the elements of an undefined-length item, up to and including its delimiter. */
-async function skipUndefinedItem(cursor: Cursor, encoding: TransferSyntaxEncoding, depth: number): Promise<void> {
-  for (;;) {
-    const header = await readElementHeader(cursor, encoding);
-    if (header.tag === ITEM_DELIMITATION) return;
-    await skipValue(cursor, header, encoding, depth);
-  }
-}
-
-async function skipValue(cursor: Cursor, header: ElementHeader, encoding: TransferSyntaxEncoding, depth: number): Promise<void> {
+/**
+ * Skips a value; an undefined length is walked item by item. The async twin of ElementWalker.skipValue:
+ * here the bytes come from a file by windows, so large values inside items are never read.
+ */
+async function skipValue(cursor: Cursor, header: ElementHeader, encoding: ElementEncoding, depth: number): Promise<void> {
   if (header.length !== UNDEFINED_LENGTH) {
     cursor.offset += header.length;
     return;
   }
-  // An undefined-length UN holds a sequence encoded in Implicit VR Little Endian (PS3.5 6.2.2).
-  const nested = header.vr === 'UN' ? { ...encoding, littleEndian: true, explicitVr: false } : encoding;
-  await skipUndefinedSequence(cursor, nested, depth + 1);
+  if (depth + 1 > MAX_DEPTH) throw new DicomScanError('sequences nested too deeply');
+  const nested = nestedEncoding(header, encoding);
+  for (;;) {
+    const item = await cursor.header(nested);
+    if (item.tag === SEQUENCE_DELIMITATION) return;
+    if (item.tag !== ITEM) throw new DicomScanError(`expected an item at offset ${item.tagOffset}`);
+    if (item.length !== UNDEFINED_LENGTH) {
+      cursor.offset += item.length;
+      continue;
+    }
+    for (;;) {
+      const element = await cursor.header(nested);
+      if (element.tag === ITEM_DELIMITATION) break;
+      await skipValue(cursor, element, nested, depth + 2);
+    }
+  }
 }
 
 function readUs(value: Buffer, littleEndian: boolean): number | undefined {
   if (value.length < 2) return undefined;
   return littleEndian ? value.readUInt16LE(0) : value.readUInt16BE(0);
-}
-
-function readText(value: Buffer): string {
-  return value.toString('latin1').replace(/[\0\s]+$/, '').trim();
 }
 
 function readUint64List(value: Buffer, littleEndian: boolean): number[] {
@@ -211,9 +165,9 @@ function readUint64List(value: Buffer, littleEndian: boolean): number[] {
 
 function storeImageAttribute(image: ImageAttributes, key: keyof ImageAttributes, value: Buffer, littleEndian: boolean): void {
   if (key === 'photometricInterpretation') {
-    image.photometricInterpretation = readText(value);
+    image.photometricInterpretation = trimmedText(value, 0, value.length);
   } else if (key === 'numberOfFrames') {
-    const frames = parseInt(readText(value), 10);
+    const frames = parseInt(trimmedText(value, 0, value.length), 10);
     if (Number.isFinite(frames)) image.numberOfFrames = frames;
   } else {
     const number = readUs(value, littleEndian);
@@ -221,24 +175,19 @@ function storeImageAttribute(image: ImageAttributes, key: keyof ImageAttributes,
   }
 }
 
-/** Reads the file meta group: the transfer syntax and where the data set begins. */
-async function scanMeta(cursor: Cursor): Promise<{ transferSyntax: string; datasetOffset: number }> {
-  const preamble = await cursor.take(132);
-  if (preamble.toString('latin1', 128, 132) !== 'DICM') throw new DicomScanError('not a DICOM Part 10 file (no DICM prefix)');
-  let transferSyntax: string | undefined;
-  for (;;) {
-    const start = cursor.offset;
-    if (await cursor.atEnd()) break;
-    const peek = await cursor.take(2);
-    cursor.offset = start;
-    if (peek.readUInt16LE(0) !== 0x0002) break;
-    const header = await readElementHeader(cursor, { littleEndian: true, explicitVr: true });
-    if (header.length === UNDEFINED_LENGTH) throw new DicomScanError('undefined length in the file meta group');
-    if (header.tag === 0x00020010) transferSyntax = readText(await cursor.take(header.length));
-    else cursor.offset += header.length;
+/** The file meta group, read by the walker from a first window (grown in the rare case it is larger). */
+async function scanMeta(source: ByteSource): Promise<{ transferSyntax: string; datasetOffset: number }> {
+  for (let size = WINDOW; ; size *= 2) {
+    const head = await source.read(0, size, Math.min(size, 132));
+    const ended = head.length < size;
+    try {
+      return readFileMeta(new ElementWalker(head, ended));
+    } catch (error) {
+      // A prefix source throws NeedMoreData when asked past its end: the meta group goes on past it.
+      if (ended && error instanceof DicomScanError && head.length >= 132) await source.read(head.length, 1, 1);
+      if (!(error instanceof NeedMoreData) || ended) throw error;
+    }
   }
-  if (!transferSyntax) throw new DicomScanError('the file meta group has no TransferSyntaxUID');
-  return { transferSyntax, datasetOffset: cursor.offset };
 }
 
 export interface ScanOptions {
@@ -254,14 +203,14 @@ export interface ScanOptions {
  * the walk stops after the meta group unless `inflated` (the layout then has no pixelData).
  */
 export async function scanDicom(source: ByteSource, options: ScanOptions = {}): Promise<DicomLayout> {
-  const cursor = new Cursor(source);
-  const { transferSyntax, datasetOffset } = await scanMeta(cursor);
+  const { transferSyntax, datasetOffset } = await scanMeta(source);
+  const cursor = new Cursor(source, datasetOffset);
   const layout: DicomLayout = { transferSyntax, datasetOffset, image: {} };
   const declared = encodingOf(transferSyntax);
   if (declared.deflated && !options.inflated) return layout;
   const encoding: TransferSyntaxEncoding = declared.deflated ? { ...declared, deflated: false } : declared;
   while (!(await cursor.atEnd())) {
-    const header = await readElementHeader(cursor, encoding);
+    const header = await cursor.header(encoding);
     if (header.tag === PIXEL_DATA) {
       layout.pixelData = {
         tagOffset: header.tagOffset,
@@ -305,7 +254,7 @@ export async function scanFragments(
 ): Promise<{ basicOffsetTable: number[]; fragments: Fragment[] }> {
   const cursor = new Cursor(source, pixelData.valueOffset);
   const encoding = { littleEndian, explicitVr: false };
-  const first = await readElementHeader(cursor, encoding);
+  const first = await cursor.header(encoding);
   if (first.tag !== ITEM || first.length === UNDEFINED_LENGTH) throw new DicomScanError('encapsulated Pixel Data has no Basic Offset Table item');
   const table = await cursor.take(first.length);
   const basicOffsetTable: number[] = [];
@@ -314,7 +263,7 @@ export async function scanFragments(
   const fragments: Fragment[] = [];
   for (;;) {
     if (await cursor.atEnd()) break; // a missing sequence delimiter at the end of the file is tolerated
-    const header = await readElementHeader(cursor, encoding);
+    const header = await cursor.header(encoding);
     if (header.tag === SEQUENCE_DELIMITATION) break;
     if (header.tag !== ITEM || header.length === UNDEFINED_LENGTH) throw new DicomScanError(`invalid fragment item at offset ${header.tagOffset}`);
     fragments.push({ itemOffset: header.tagOffset - firstFragment, offset: cursor.offset, length: header.length });

@@ -1,8 +1,13 @@
 /**
  * Walks the elements of a data set in memory and records where each value lies, so that
- * GET /instances/{id}/content/... can answer the bytes exactly as they are in the file.
+ * GET /instances/{id}/content/... can answer the bytes exactly as they are in the file (on the one
+ * element walker, element-walker.ts).
  */
-import { vrOfTag } from './dictionary';
+import {
+  DicomScanError, ElementWalker, hexTag, implicitVr, ITEM,
+  ITEM_DELIMITATION, MAX_DEPTH, nestedEncoding, PIXEL_DATA, SEQUENCE_DELIMITATION, UNDEFINED_LENGTH,
+} from './element-walker';
+import type { ElementEncoding, ElementHeader } from './element-walker';
 
 export interface RawElement {
   tag: string;
@@ -20,98 +25,59 @@ export interface RawItem {
   elements: RawElement[];
 }
 
-export interface RawEncoding {
-  littleEndian: boolean;
-  explicitVr: boolean;
-}
-
-const UNDEFINED = 0xffffffff;
-const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'UC', 'UN', 'UR', 'UT']);
-
-class Reader {
-  constructor(readonly buffer: Buffer, readonly encoding: RawEncoding, public at: number) {}
-  u16(): number {
-    const v = this.encoding.littleEndian ? this.buffer.readUInt16LE(this.at) : this.buffer.readUInt16BE(this.at);
-    this.at += 2;
-    return v;
-  }
-  u32(): number {
-    const v = this.encoding.littleEndian ? this.buffer.readUInt32LE(this.at) : this.buffer.readUInt32BE(this.at);
-    this.at += 4;
-    return v;
-  }
-  tag(): string {
-    const group = this.u16();
-    const element = this.u16();
-    return (group.toString(16).padStart(4, '0') + element.toString(16).padStart(4, '0')).toUpperCase();
-  }
-}
+export type RawEncoding = ElementEncoding;
 
 /** Elements between `start` and `end` (the end of the buffer for the top-level data set). */
 export function walkElements(buffer: Buffer, encoding: RawEncoding, start: number, end = buffer.length): RawElement[] {
-  const reader = new Reader(buffer, encoding, start);
+  return walkScope(new ElementWalker(buffer.subarray(0, end), true, start), encoding, 0);
+}
+
+/** The elements up to the end of the walker's bytes or an item delimiter. */
+function walkScope(walker: ElementWalker, encoding: RawEncoding, depth: number): RawElement[] {
   const out: RawElement[] = [];
-  while (reader.at + 8 <= end) {
-    const tag = reader.tag();
-    if (tag === 'FFFEE00D') {
-      reader.at += 4;
-      break; // end of an undefined-length item
-    }
-    let vr: string;
-    let length: number;
-    if (encoding.explicitVr) {
-      vr = buffer.toString('latin1', reader.at, reader.at + 2);
-      reader.at += 2;
-      if (LONG_VRS.has(vr)) {
-        reader.at += 2;
-        length = reader.u32();
-      } else length = reader.u16();
-    } else {
-      length = reader.u32();
-      vr = vrOfTag(tag);
-    }
-    const offset = reader.at;
-    if (vr === 'SQ' || length === UNDEFINED) {
-      const items = readItems(buffer, encoding, offset, length, end, tag === '7FE00010');
-      out.push({ tag, vr: tag === '7FE00010' ? vr : 'SQ', offset, length: items.end - offset, items: items.items });
-      reader.at = items.end;
+  while (walker.offset + 8 <= walker.buffer.length) {
+    const header = walker.header(encoding);
+    if (header.tag === ITEM_DELIMITATION) break; // end of an undefined-length item
+    const tag = hexTag(header.tag);
+    const vr = header.vr || implicitVr(header.tag);
+    const offset = header.valueOffset;
+    if (vr === 'SQ' || header.length === UNDEFINED_LENGTH) {
+      const items = readItems(walker, encoding, header, depth + 1);
+      out.push({ tag, vr: header.tag === PIXEL_DATA ? vr : 'SQ', offset, length: walker.offset - offset, items });
       continue;
     }
-    out.push({ tag, vr, offset, length });
-    reader.at = offset + length;
+    out.push({ tag, vr, offset, length: header.length });
+    walker.offset = offset + header.length;
   }
   return out;
 }
 
-function readItems(buffer: Buffer, encoding: RawEncoding, start: number, length: number, limit: number, fragments: boolean): { items: RawItem[]; end: number } {
-  // items and delimiters are always encoded as implicit VR
-  const itemEncoding: RawEncoding = { littleEndian: encoding.littleEndian, explicitVr: false };
-  const reader = new Reader(buffer, itemEncoding, start);
-  const end = length === UNDEFINED ? limit : start + length;
+/** The items of a sequence (or the fragments of encapsulated Pixel Data), leaving the walker after them. */
+function readItems(walker: ElementWalker, encoding: RawEncoding, header: ElementHeader, depth: number): RawItem[] {
+  if (depth > MAX_DEPTH) throw new DicomScanError('sequences nested too deeply');
+  const all = walker.buffer;
+  const nested = nestedEncoding(header, encoding);
+  const end = header.length === UNDEFINED_LENGTH ? all.length : header.valueOffset + header.length;
+  const inner = new ElementWalker(all.subarray(0, end), true, header.valueOffset);
   const items: RawItem[] = [];
-  while (reader.at + 8 <= end) {
-    const tag = reader.tag();
-    const itemLength = reader.u32();
-    if (tag === 'FFFEE0DD') break;
-    if (tag !== 'FFFEE000') throw new Error(`Unexpected ${tag} in a sequence`);
-    const offset = reader.at;
-    if (fragments) {
-      items.push({ offset, length: itemLength, elements: [] });
-      reader.at = offset + itemLength;
+  while (inner.offset + 8 <= end) {
+    const item = inner.header(nested);
+    if (item.tag === SEQUENCE_DELIMITATION) break;
+    if (item.tag !== ITEM) throw new Error(`Unexpected ${hexTag(item.tag)} in a sequence`);
+    const offset = item.valueOffset;
+    if (header.tag === PIXEL_DATA) {
+      items.push({ offset, length: item.length, elements: [] });
+      inner.offset = offset + item.length;
       continue;
     }
-    // a nested encoding: implicit VR sequences keep their encoding (UN with undefined length: implicit VR)
-    const elements = walkElements(buffer, encoding, offset, itemLength === UNDEFINED ? end : offset + itemLength);
-    const last = elements.length ? elements[elements.length - 1] : undefined;
-    const itemEnd = itemLength === UNDEFINED ? findItemEnd(offset, end, last) : offset + itemLength;
-    items.push({ offset, length: itemEnd - offset, elements });
-    reader.at = itemEnd;
+    const itemEnd = item.length === UNDEFINED_LENGTH ? end : offset + item.length;
+    const scope = new ElementWalker(all.subarray(0, itemEnd), true, offset);
+    const elements = walkScope(scope, nested, depth + 1);
+    // an undefined-length item ends after its delimiter (read by walkScope)
+    const stop = item.length === UNDEFINED_LENGTH ? Math.min(scope.offset, end) : itemEnd;
+    items.push({ offset, length: stop - offset, elements });
+    inner.offset = stop;
   }
-  return { items, end: length === UNDEFINED ? reader.at : end };
-}
-
-/** After the last element of an undefined-length item comes its delimiter (8 bytes). */
-function findItemEnd(offset: number, end: number, last: RawElement | undefined): number {
-  const at = last ? last.offset + last.length : offset;
-  return Math.min(at + 8, end);
+  walker.offset = header.length === UNDEFINED_LENGTH ? inner.offset : end;
+  return items;
 }

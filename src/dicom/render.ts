@@ -9,7 +9,9 @@
  */
 import { DicomImage, NativePixelDecoder, WindowLevel } from 'dcmjs-imaging';
 import sharp from 'sharp';
-import { parseDicom, type DicomDataset, type DicomElement } from './dicom-file';
+import { readDataset } from './dataset-reader';
+import { DicomParseError, type DicomDataset, type DicomElement } from './dicom-file';
+import { DicomScanError } from './element-walker';
 
 export type RenderedMediaType = 'image/jpeg' | 'image/png' | 'image/gif';
 export type VoiFunction = 'linear' | 'linear-exact' | 'sigmoid';
@@ -61,7 +63,6 @@ export interface RawImage {
 }
 
 const NATIVE_SYNTAXES = new Set(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.1.99', '1.2.840.10008.1.2.2']);
-const BIG_ENDIAN = '1.2.840.10008.1.2.2';
 
 function numbers(element: DicomElement | undefined): number[] {
   return (element?.Value ?? []).map((v) => Number(v)).filter((n) => Number.isFinite(n));
@@ -96,7 +97,7 @@ export function checkWindow(window: VoiWindow): void {
 }
 
 /** Stored values of one native greyscale frame, as signed/unsigned integers of BitsStored bits. */
-function storedValues(dataset: DicomDataset, transferSyntax: string, frame: number): { values: Float64Array; width: number; height: number } {
+function storedValues(dataset: DicomDataset, frame: number): { values: Float64Array; width: number; height: number } {
   const width = firstNumber(dataset, '00280011') ?? 0;
   const height = firstNumber(dataset, '00280010') ?? 0;
   const allocated = firstNumber(dataset, '00280100') ?? 16;
@@ -113,7 +114,8 @@ function storedValues(dataset: DicomDataset, transferSyntax: string, frame: numb
   const signBit = 2 ** (stored - 1);
   for (let i = 0; i < count; i++) {
     const at = start + i * bytes;
-    let v = bytes === 1 ? raw[at] : transferSyntax === BIG_ENDIAN ? raw.readUInt16BE(at) : raw.readUInt16LE(at);
+    // the data set reader gives binary values in little endian, whatever the transfer syntax
+    let v = bytes === 1 ? raw[at] : raw.readUInt16LE(at);
     v &= mask;
     // two's complement on BitsStored bits (PS3.5 §8.1.1)
     if (signed && v >= signBit) v -= 2 * signBit;
@@ -151,8 +153,8 @@ function chooseWindow(dataset: DicomDataset, modality: Float64Array, asked: VoiW
 }
 
 /** Our PS3.3 greyscale pipeline for a native frame. */
-export function renderGreyscale(dataset: DicomDataset, transferSyntax: string, frame: number, window?: VoiWindow): RawImage {
-  const { values, width, height } = storedValues(dataset, transferSyntax, frame);
+export function renderGreyscale(dataset: DicomDataset, frame: number, window?: VoiWindow): RawImage {
+  const { values, width, height } = storedValues(dataset, frame);
   const slope = firstNumber(dataset, '00281053') ?? 1;
   const intercept = firstNumber(dataset, '00281052') ?? 0;
   const modality = values.map((v) => v * slope + intercept);
@@ -193,9 +195,19 @@ async function renderWithImaging(file: Buffer, frame: number, window?: VoiWindow
   }
 }
 
+/** The whole data set, Pixel Data included (the fast reader; its binary values are little endian). */
+function readWholeDataset(file: Buffer): { dataset: DicomDataset; transferSyntax: string } {
+  try {
+    return readDataset(file, { complete: true, stopAtPixelData: false });
+  } catch (error) {
+    if (error instanceof DicomScanError) throw new DicomParseError(`Cannot parse the DICOM file: ${error.message}`);
+    throw error;
+  }
+}
+
 /** Decodes one frame to 8-bit pixels ready for display. */
 export async function renderFrame(file: Buffer, frame: number, window?: VoiWindow): Promise<RawImage> {
-  const { dataset, transferSyntax } = parseDicom(file);
+  const { dataset, transferSyntax } = readWholeDataset(file);
   if (!dataset['7FE00010'] || !dataset['00280010'] || !dataset['00280011']) {
     throw new RenderError('not-image', 'The instance holds no image (no Pixel Data)');
   }
@@ -204,7 +216,7 @@ export async function renderFrame(file: Buffer, frame: number, window?: VoiWindo
   if (!Number.isInteger(frame) || frame < 0 || frame >= frames) throw new RenderError('bad-frame', `The image has ${frames} frame(s), not frame ${frame + 1}`);
   const photometric = firstText(dataset, '00280004') ?? 'MONOCHROME2';
   const grey = photometric === 'MONOCHROME1' || photometric === 'MONOCHROME2';
-  if (grey && NATIVE_SYNTAXES.has(transferSyntax)) return renderGreyscale(dataset, transferSyntax, frame, window);
+  if (grey && NATIVE_SYNTAXES.has(transferSyntax)) return renderGreyscale(dataset, frame, window);
   return renderWithImaging(file, frame, window);
 }
 

@@ -11,7 +11,8 @@ import type * as dcmjs from 'dcmjs';
 import type { NativeCore } from '../core/native-model';
 import { datasetToDicomJson, serializeDicomJson, type BinaryChoice, type BulkDataPath, type DicomJsonDataset } from '../dicom/dicom-json';
 import { readInstanceDataset } from './instance-header';
-import { mapLimit, type InstanceRef, type SeriesTarget } from './wado-resources';
+import { mapLimit } from '../core/map-limit';
+import type { InstanceRef, SeriesTarget } from './wado-resources';
 
 export type OtherBinaryMode = 'BulkDataURI' | 'InlineBinary';
 

@@ -4,6 +4,7 @@
  * instance UID under another series, is unknown here (404), as PS3.18 §10.4 wants.
  */
 import type { InstanceResource, NativeCore, SeriesResource, StudyResource } from '../core/native-model';
+import { mapLimit } from '../core/map-limit';
 import { HttpError } from '../server/errors';
 
 /** One instance with the UIDs of its path (for Content-Location and bulk data URIs). */
@@ -25,20 +26,6 @@ export interface SeriesTarget {
 /** A series with its instances, in the core's order (IndexInSeries). */
 export interface SeriesRef extends SeriesTarget {
   instances: InstanceRef[];
-}
-
-/** `fn` over every item with at most `limit` calls in flight; results in the order of `items`. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await fn(items[index], index);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 function notFound(what: string, uid: string): HttpError {

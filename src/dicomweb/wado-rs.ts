@@ -24,6 +24,7 @@ import { formatMediaType, type MediaOffer } from '../dicom/media-types';
 import { createBoundary, multipartContentType, type MultipartBodyPart } from '../dicom/multipart-writer';
 import { canTranscode, TranscodeError, transcodeFile } from '../dicom/transcode';
 import { DEFAULT_TRANSFER_SYNTAX } from '../dicom/transfer-syntax';
+import { mapLimit } from '../core/map-limit';
 import { HttpError } from '../server/errors';
 import type { DicomWebContext } from './dicomweb-router';
 import { buildInstanceJson, buildSeriesJson, instancePath, joinJsonArrays, seriesMetadataKey, withBase, type OtherBinaryMode } from './metadata';
@@ -32,7 +33,6 @@ import { publicBaseUrl } from './public-url';
 import { acceptsGzip, negotiate, notAcceptable, notModified, sendMultipart } from './wado-http';
 import { wadoPixelRoutes } from './wado-pixels';
 import {
-  mapLimit,
   resolveInstance,
   resolveSeries,
   resolveStudies,

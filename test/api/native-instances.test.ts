@@ -1,21 +1,15 @@
 import request from 'supertest';
-import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import archiver from 'archiver';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway';
 import { startOrthanc, uploadToOrthanc, type OrthancProcess } from '../helpers/orthanc-process';
 import { makeInstance, newUid } from '../helpers/dicom-factory';
 import { orthancId } from '../../src/core/orthanc-ids';
+import { storedFiles as storageFiles } from '../helpers/stored-files';
 
-/** Files under a folder, recursively (the embedded core's storage area, minus its SQLite index). */
-function storedFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const full = join(dir, name);
-    if (statSync(full).isDirectory()) out.push(...storedFiles(full));
-    else if (!name.startsWith('index.sqlite')) out.push(full);
-  }
-  return out;
+/** Files of the storage area, tmp/ included (nothing may be left anywhere), minus the SQLite index. */
+function storedFiles(storage: string): string[] {
+  return storageFiles(storage, { withTmp: true });
 }
 
 async function zipOf(files: Array<[string, Buffer]>): Promise<Buffer> {

@@ -1,25 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureBuilt, startGatewayProcess, runGatewayExpectingFailure, removeDir, type GatewayProcess } from '../helpers/gateway-process';
 import { makeInstance } from '../helpers/dicom-factory';
-
-function filesUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const full = join(dir, name);
-    if (statSync(full).isDirectory()) out.push(...filesUnder(full));
-    else out.push(full);
-  }
-  return out;
-}
-
-/** DICOM files of the storage area (not the SQLite index, not tmp/). */
-function storedDicomFiles(storage: string): string[] {
-  return filesUnder(storage).filter((f) => !f.includes('index.sqlite') && !f.includes(`${join(storage, 'tmp')}`));
-}
+import { storedFiles } from '../helpers/stored-files';
 
 describe('the dicomweb-gateway command', () => {
   const running: GatewayProcess[] = [];
@@ -104,7 +90,7 @@ describe('the dicomweb-gateway command', () => {
       expect(file.status).toBe(200);
       expect((await file.arrayBuffer()).byteLength).toBe(instance.FileSize);
     }
-    expect(storedDicomFiles(storage)).toHaveLength(instances.length);
+    expect(storedFiles(storage)).toHaveLength(instances.length);
     expect(readdirSync(join(storage, 'tmp'))).toEqual([]);
     const stats = await (await fetch(`${second.url}/statistics`)).json();
     expect(stats.CountInstances).toBe(instances.length);

@@ -10,7 +10,8 @@
 import { normalizeTag, toOrthancTag } from '../../dicom/dictionary';
 import { LEVELS, LEVEL_PATH, LEVEL_TAGS, levelIndex, levelOfTag } from '../main-dicom-tags';
 import { CoreError, type FindRequest, type Resource, type ResourceLevel } from '../native-model';
-import { mapLimit } from './map-limit';
+import { mapLimit } from '../map-limit';
+import { GenerationCache, type ChangeGeneration } from './core-cache';
 import type { OrthancHttp } from './orthanc-http';
 import { normalizeResource, parentOf } from './orthanc-resources';
 import { RequestedTagsEmulator, rekeyRequestedTags } from './requested-tags';
@@ -90,8 +91,16 @@ function nonNegative(value: number | undefined, name: string): number {
   return value;
 }
 
+/** Attribute values read from files, kept while the core is unchanged (see core-cache.ts). */
+const FILE_VALUE_CACHE_ENTRIES = 50_000;
+
 export class RemoteFinder {
-  constructor(private readonly http: OrthancHttp) {}
+  private readonly fileValues = new GenerationCache<string | null>(FILE_VALUE_CACHE_ENTRIES);
+
+  constructor(
+    private readonly http: OrthancHttp,
+    private readonly generation?: ChangeGeneration,
+  ) {}
 
   async find(request: FindRequest, features: CoreFeatures): Promise<Resource[]> {
     const plan = planFind(request, features);
@@ -172,10 +181,13 @@ export class RemoteFinder {
     return current;
   }
 
-  private withRequestedTags(resources: Resource[], requested: string[]): Promise<Resource[]> {
+  private async withRequestedTags(resources: Resource[], requested: string[]): Promise<Resource[]> {
+    // read after the search: values cached at this sequence number describe the core as the search saw it or later
+    const seq = resources.length > 0 ? await this.generation?.current() : undefined;
+    const fileValues = { cache: this.fileValues, seq };
     return mapLimit(resources, RESOURCE_CONCURRENCY, async (resource) => ({
       ...resource,
-      RequestedTags: await new RequestedTagsEmulator(this.http, resource).answer(requested),
+      RequestedTags: await new RequestedTagsEmulator(this.http, resource, fileValues).answer(requested),
     }));
   }
 }

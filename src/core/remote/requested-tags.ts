@@ -6,7 +6,8 @@
 import { normalizeTag, tagToKeyword, toOrthancTag } from '../../dicom/dictionary';
 import { LEVEL_PATH } from '../main-dicom-tags';
 import type { Resource } from '../native-model';
-import { mapLimit } from './map-limit';
+import { mapLimit } from '../map-limit';
+import type { GenerationCache } from './core-cache';
 import type { OrthancHttp } from './orthanc-http';
 import { childrenOf, normalizeResource } from './orthanc-resources';
 
@@ -39,14 +40,25 @@ export function rekeyRequestedTags(answer: Record<string, string> | undefined, r
   return result;
 }
 
+/**
+ * Values read from files, by "{resource id}|{tag}" (null: the file has none), with the core's change sequence
+ * number they were read at (see core-cache.ts): a search repeated on an unchanged core opens no file.
+ */
+export interface FileValueCache {
+  cache: GenerationCache<string | null>;
+  seq: number | undefined;
+}
+
 /** Computes the requested attributes of one resource; every core call is made at most once. */
 export class RequestedTagsEmulator {
   private statistics?: Promise<Statistics>;
   private fileTags?: Promise<Record<string, unknown> | undefined>;
+  private studySeriesList?: Promise<Resource[]>;
 
   constructor(
     private readonly http: OrthancHttp,
     private readonly resource: Resource,
+    private readonly fileValues?: FileValueCache,
   ) {}
 
   async answer(requested: string[]): Promise<Record<string, string>> {
@@ -72,7 +84,8 @@ export class RequestedTagsEmulator {
       case 'Study/00201206': // NumberOfStudyRelatedSeries
         return String(childrenOf(r).length);
       case 'Study/00201208': // NumberOfStudyRelatedInstances
-        return String((await this.stats()).CountInstances ?? 0);
+        // the series list (wanted anyway for ModalitiesInStudy and the first file) holds every instance
+        return String((await this.studySeries()).reduce((sum, series) => sum + childrenOf(series).length, 0));
       case 'Study/00080061': // ModalitiesInStudy
         return this.modalitiesInStudy();
       case 'Study/00080062': // SOPClassesInStudy
@@ -93,11 +106,24 @@ export class RequestedTagsEmulator {
   }
 
   private async fromFile(tag: string): Promise<string | undefined> {
+    const key = `${this.resource.ID}|${tag}`;
+    const cached = this.fileValues?.cache.get(key, this.fileValues.seq);
+    if (cached !== undefined) return cached ?? undefined;
     this.fileTags ??= this.firstInstanceTags();
     const tags = await this.fileTags;
     const value = tags?.[toOrthancTag(tag).toLowerCase()];
     // sequences (arrays) and binary values (null) have no string form, as in the embedded core
-    return typeof value === 'string' ? value : undefined;
+    const answer = typeof value === 'string' ? value : undefined;
+    this.fileValues?.cache.set(key, this.fileValues.seq, answer ?? null);
+    return answer;
+  }
+
+  /** The study's series (one call gives their modalities, instance counts and the study's first instance). */
+  private studySeries(): Promise<Resource[]> {
+    this.studySeriesList ??= this.http
+      .json<unknown[]>('GET', `/studies/${this.resource.ID}/series`)
+      .then((series) => series.map(normalizeResource));
+    return this.studySeriesList;
   }
 
   private stats(): Promise<Statistics> {
@@ -107,8 +133,8 @@ export class RequestedTagsEmulator {
   }
 
   private async modalitiesInStudy(): Promise<string> {
-    const series = await this.http.json<unknown[]>('GET', `/studies/${this.resource.ID}/series`);
-    const modalities = series.map((s) => normalizeResource(s).MainDicomTags.Modality).filter((m): m is string => !!m);
+    const series = await this.studySeries();
+    const modalities = series.map((s) => s.MainDicomTags.Modality).filter((m): m is string => !!m);
     return distinctSorted(modalities);
   }
 
@@ -126,6 +152,14 @@ export class RequestedTagsEmulator {
       if (first === undefined) return undefined;
       if (current.Type === 'Series') {
         return this.http.jsonOrUndefined<Record<string, unknown>>('GET', `/instances/${first}/tags?short`);
+      }
+      if (current.Type === 'Study' && current === this.resource) {
+        // the first series as listed in the study, from the series list when the study needs it anyway
+        const series = (await this.studySeries()).find((s) => s.ID === first);
+        if (series) {
+          current = series;
+          continue;
+        }
       }
       const childPath: string = current.Type === 'Patient' ? 'studies' : 'series';
       const child: unknown = await this.http.jsonOrUndefined<unknown>('GET', `/${childPath}/${first}`);

@@ -2,7 +2,7 @@ import { Router, type Request, type Response } from 'express';
 import type { EmbeddedCore } from '../embedded-core';
 import type { ResourceLevel } from '../../native-model';
 import { HttpError } from '../../../server/errors';
-import { readStoredHeader } from '../instance-header';
+import { readStoredHeader } from '../stored-header';
 import { formatTags, orthancTagKey, sharedTags, tagsFormatOf, toFullTags, type FullTags } from '../orthanc-tags';
 import { inModule } from '../dicom-modules';
 import { scanDicom, withFileSource } from '../../../dicom/element-scanner';

@@ -1,17 +1,23 @@
 import fsp from 'node:fs/promises';
-import { parseDicom, type ParsedDicom } from '../../dicom/dicom-file';
+import { readDataset } from '../../dicom/dataset-reader';
+import type { DicomDataset } from '../../dicom/dicom-file';
 import { scanDicom, withFileSource } from '../../dicom/element-scanner';
 import { encodingOf } from '../../dicom/transfer-syntax';
 import { walkElements, type RawElement } from '../../dicom/raw-elements';
 import { readFileHead } from './storage-area';
 
-export interface StoredHeader extends ParsedDicom {
+export interface StoredHeader {
+  dataset: DicomDataset;
+  transferSyntax: string;
   hasPixelData: boolean;
-  /** Where values lie in the file (dcmjs reads an empty US as 0; the length tells). Undefined for Deflated files. */
+  /** Where values lie in the file (an empty US has no value; the length tells). Undefined for Deflated files. */
   raw?: RawElement[];
 }
 
-/** Parses a stored file up to its Pixel Data: only the bytes before it are read from disk. */
+/**
+ * Reads a stored file up to its Pixel Data for the native tags routes (the file on disk, with value
+ * positions); WADO-RS reads headers through the NativeCore instead (src/dicomweb/instance-header.ts).
+ */
 export async function readStoredHeader(filePath: string): Promise<StoredHeader> {
   const layout = await withFileSource(filePath, (source) => scanDicom(source));
   const pixelData = layout.pixelData;
@@ -19,5 +25,6 @@ export async function readStoredHeader(filePath: string): Promise<StoredHeader> 
   const bytes = pixelData ? await readFileHead(filePath, pixelData.tagOffset) : await fsp.readFile(filePath);
   const encoding = encodingOf(layout.transferSyntax);
   const raw = encoding.deflated ? undefined : walkElements(bytes, encoding, layout.datasetOffset);
-  return { ...parseDicom(bytes, { untilPixelData: true }), hasPixelData: pixelData !== undefined, raw };
+  const { dataset, transferSyntax } = readDataset(bytes, { complete: true, stopAtPixelData: true });
+  return { dataset, transferSyntax, hasPixelData: pixelData !== undefined, raw };
 }
