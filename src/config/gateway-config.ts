@@ -71,6 +71,14 @@ export interface DicomModalityConfig {
   allowStore: boolean;
 }
 
+/** Orthanc's defaults: echo and store from anyone, find and move from known modalities only. */
+export interface DicomAlwaysAllowConfig {
+  echo: boolean;
+  store: boolean;
+  find: boolean;
+  move: boolean;
+}
+
 export interface GatewayConfig {
   /** The files the configuration was read from, in order (for messages). */
   sourceFiles: string[];
@@ -98,6 +106,10 @@ export interface GatewayConfig {
   dicomServerEnabled: boolean;
   dicomAet: string;
   dicomPort: number;
+  /** "DicomAlwaysAllow{Echo,Store,Find,Move}": serve that DIMSE request from any calling AE title, known or not. */
+  dicomAlwaysAllow: DicomAlwaysAllowConfig;
+  /** "DicomCheckCalledAet": refuse associations whose called AE title is not "DicomAet". */
+  dicomCheckCalledAet: boolean;
   defaultEncoding: string;
   logExportedResources: boolean;
   dicomWeb: DicomWebConfig;

@@ -1,10 +1,10 @@
 /**
- * The DICOM network side of the embedded core against real peers: DCMTK (echoscu, storescu, findscu, storescp)
+ * The DICOM network side of the embedded core against real peers: DCMTK (echoscu, storescu, findscu, movescu, storescp, dcmdump)
  * and a real Orthanc with its DICOM server. Everything on free loopback ports, every process stopped at the end.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGatewayProcess, removeDir, type GatewayProcess } from '../helpers/gateway-process';
@@ -58,6 +58,52 @@ function dumpedAll(output: string, tag: string): string[] {
 
 function dumped(output: string, tag: string): string | undefined {
   return dumpedAll(output, tag)[0];
+}
+
+/** The SOP Instance UID of a DICOM file, read by dcmdump (so that what a peer wrote is checked by DCMTK, not by us). */
+async function sopInstanceUidOf(file: string): Promise<string> {
+  const run = await runTool('dcmdump', ['-q', '+P', '0008,0018', file]);
+  const match = /\(0008,0018\) UI \[([^\]]*)\]/.exec(run.output);
+  if (!match) throw new Error(`dcmdump found no SOPInstanceUID in ${file}: ${run.output}`);
+  return match[1].replace(/[\s\0]+$/, '');
+}
+
+/** Starts storescp on a free loopback port, writing what it receives into a fresh folder. */
+async function startStorescp(aet: string, folder: string): Promise<{ port: number; child: ChildProcess }> {
+  const port = await freePort();
+  rmSync(folder, { recursive: true, force: true });
+  mkdirSync(folder);
+  const child = spawn('storescp', ['-aet', aet, '-od', folder, String(port)], { stdio: 'ignore' });
+  await waitForPort(port, 'storescp');
+  return { port, child };
+}
+
+/** A TCP relay to `port` that counts the connections through it: how many associations a client opened. */
+async function countingRelay(port: number): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
+  let count = 0;
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    count += 1;
+    const upstream = connect(port, '127.0.0.1');
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    }
+    client.pipe(upstream).pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('the relay has no port');
+  return {
+    port: address.port,
+    connections: () => count,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
 
 /** Offset of the data set in a Part 10 file: preamble, DICM, then the meta group whose length is its first element. */
@@ -181,6 +227,93 @@ describe('DICOM network (SCP and /modalities) against real peers', () => {
     expect(run.output).toMatch(/Refused|a700/i);
   });
 
+  it('answers C-FIND from findscu at patient level (Patient Root) with a PatientName wildcard and a date range', async () => {
+    const born = (PatientID: string, PatientName: string, PatientBirthDate: string, StudyDate: string) =>
+      makeStudy({ PatientID, PatientName, PatientBirthDate, StudyDate, seriesCount: 1, instancesPerSeries: 1 });
+    const studies = [
+      born('NET-WILD-1', 'WILDCARD^ONE', '19550505', '20200315'),
+      born('NET-WILD-2', 'WILDCARD^TWO', '19700101', '20210101'),
+      born('NET-TAME-1', 'TAME^ONE', '19550505', '20200315'),
+    ];
+    for (const study of studies) for (const buffer of study.buffers) expect((await fetch(`${gateway.url}/instances`, { method: 'POST', body: buffer })).status).toBe(200);
+    const patientRoot = ['-v', '-aet', 'FINDSCU', '-aec', AET, '-P', '127.0.0.1', String(dicomPort), '-k', 'QueryRetrieveLevel=PATIENT', '-k', 'PatientID'];
+
+    const wild = await runTool('findscu', [...patientRoot, '-k', 'PatientName=WILDCARD^*', '-k', 'PatientBirthDate']);
+    expect(wild.code).toBe(0);
+    expect(dumpedAll(wild.output, '0010,0020').sort()).toEqual(['NET-WILD-1', 'NET-WILD-2']);
+    expect(dumpedAll(wild.output, '0010,0010').sort()).toEqual(['WILDCARD^ONE', 'WILDCARD^TWO']);
+
+    const ranged = await runTool('findscu', [...patientRoot, '-k', 'PatientName=*ONE', '-k', 'PatientBirthDate=19500101-19601231']);
+    expect(ranged.code).toBe(0);
+    expect(dumpedAll(ranged.output, '0010,0020').sort()).toEqual(['NET-TAME-1', 'NET-WILD-1']);
+    expect(dumpedAll(ranged.output, '0010,0030')).toEqual(['19550505', '19550505']);
+
+    // a study-level date range (open-ended "from" form) combined with the wildcard
+    const since = await runTool('findscu', [
+      '-v', '-aet', 'FINDSCU', '-aec', AET, '-S', '127.0.0.1', String(dicomPort),
+      '-k', 'QueryRetrieveLevel=STUDY', '-k', 'PatientName=WILD?ARD*', '-k', 'StudyDate=20201201-', '-k', 'StudyInstanceUID',
+    ]);
+    expect(since.code).toBe(0);
+    expect(dumpedAll(since.output, '0020,000d')).toEqual([studies[1].StudyInstanceUID]);
+    expect(dumpedAll(since.output, '0008,0020')).toEqual(['20210101']);
+  });
+
+  it('answers C-FIND from findscu at instance level (IMAGE) with the SOP Instance UIDs of a series', async () => {
+    const study = makeStudy({ PatientID: 'NET-IMAGE', seriesCount: 2, instancesPerSeries: 3 });
+    for (const buffer of study.buffers) expect((await fetch(`${gateway.url}/instances`, { method: 'POST', body: buffer })).status).toBe(200);
+    const [series] = study.series;
+    const images = await runTool('findscu', [
+      '-v', '-aet', 'FINDSCU', '-aec', AET, '-S', '127.0.0.1', String(dicomPort),
+      '-k', 'QueryRetrieveLevel=IMAGE',
+      '-k', `StudyInstanceUID=${study.StudyInstanceUID}`,
+      '-k', `SeriesInstanceUID=${series.SeriesInstanceUID}`,
+      '-k', 'SOPInstanceUID',
+      '-k', 'InstanceNumber',
+    ]);
+    expect(images.code).toBe(0);
+    expect(images.output.match(/Find Response: \d+ \(Pending\)/g)).toHaveLength(3);
+    expect(dumpedAll(images.output, '0008,0018').sort()).toEqual(series.instances.map((i) => i.tags.SOPInstanceUID).sort());
+    expect(dumpedAll(images.output, '0020,0013').sort()).toEqual(['1', '2', '3']);
+    expect(dumpedAll(images.output, '0020,000e')).toEqual([series.SeriesInstanceUID, series.SeriesInstanceUID, series.SeriesInstanceUID]);
+  });
+
+  it('moves a study to storescp when movescu asks (C-MOVE SCP), and refuses an unknown destination', async () => {
+    const received = join(work, 'moved');
+    const storescp = await startStorescp('MOVEDEST', received);
+    children.push(storescp.child);
+    try {
+      // movescu must be a known modality allowed to move; the destination must be known by its AE title
+      expect((await api('PUT', '/modalities/mover', { AET: 'MOVESCU', Host: '127.0.0.1', Port: 1, AllowMove: true })).status).toBe(200);
+      expect((await api('PUT', '/modalities/movedest', ['MOVEDEST', '127.0.0.1', storescp.port])).status).toBe(200);
+      const study = makeStudy({ PatientID: 'NET-MOVESCU', seriesCount: 2, instancesPerSeries: 2 });
+      for (const buffer of study.buffers) expect((await fetch(`${gateway.url}/instances`, { method: 'POST', body: buffer })).status).toBe(200);
+      const moveTo = (destination: string): Promise<ToolRun> =>
+        runTool('movescu', [
+          '-v', '-S', '-aet', 'MOVESCU', '-aec', AET, '-aem', destination,
+          '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${study.StudyInstanceUID}`,
+          '127.0.0.1', String(dicomPort),
+        ]);
+
+      const moved = await moveTo('MOVEDEST');
+      expect(moved.code).toBe(0);
+      expect(moved.output).toMatch(/Received Final Move Response \(Success\)/);
+      // storescp wrote each file before answering its C-STORE, and our final C-MOVE answer came after the last one
+      const files = readdirSync(received);
+      expect(files).toHaveLength(4);
+      const uids = await Promise.all(files.map((file) => sopInstanceUidOf(join(received, file))));
+      expect(uids.sort()).toEqual(study.series.flatMap((s) => s.instances.map((i) => i.tags.SOPInstanceUID)).sort());
+
+      const unknown = await moveTo('NOWHERE');
+      // 0xA801: Refused, move destination unknown (PS3.4 C.4.2.1.5)
+      expect(unknown.output).toMatch(/Received Final Move Response \(Refused: .*Destination.*Unknown\)/i);
+      expect(readdirSync(received)).toHaveLength(4);
+    } finally {
+      await api('DELETE', '/modalities/mover');
+      await api('DELETE', '/modalities/movedest');
+      storescp.child.kill('SIGTERM');
+    }
+  });
+
   it('manages /modalities and sends resources to storescp with /store, recording the exports', async () => {
     const scpPort = await freePort();
     const received = join(work, 'received');
@@ -274,6 +407,44 @@ describe('DICOM network (SCP and /modalities) against real peers', () => {
       expect(found.json).toHaveLength(4);
     });
 
+    it('moves a list of resources and retrieves a multi-answer query in one association each', async () => {
+      const studies = [1, 2].map((n) => makeStudy({ PatientID: `NET-BATCH-${n}`, StudyDescription: 'BATCH', seriesCount: 1, instancesPerSeries: 2 }));
+      for (const study of studies) for (const buffer of study.buffers) await uploadToOrthanc(orthanc.url, buffer);
+      // the same Orthanc behind a relay that counts connections: one connection = one association
+      const relay = await countingRelay(orthanc.dicomPort);
+      try {
+        await api('PUT', '/modalities/relayed', { AET: orthanc.aet, Host: '127.0.0.1', Port: relay.port });
+        const inCore = async (): Promise<number> =>
+          ((await api('POST', '/tools/find', { Level: 'Instance', Query: { StudyDescription: 'BATCH' } })).json as string[]).length;
+
+        const moved = await api('POST', '/modalities/relayed/move', {
+          Level: 'Series',
+          Resources: studies.map((s) => ({ StudyInstanceUID: s.StudyInstanceUID, SeriesInstanceUID: s.series[0].SeriesInstanceUID })),
+          Timeout: 20,
+        });
+        expect(moved.status).toBe(200);
+        expect(relay.connections()).toBe(1);
+        expect(await inCore()).toBe(4);
+
+        for (const study of studies) {
+          const [id] = ((await api('POST', '/tools/lookup', study.StudyInstanceUID)).json as Array<{ ID: string }>).map((r) => r.ID);
+          await api('DELETE', `/studies/${id}`);
+        }
+        const query = await api('POST', '/modalities/relayed/query', { Level: 'Study', Query: { StudyDescription: 'BATCH' } });
+        const { Path } = query.json as { Path: string };
+        expect((await api('GET', `${Path}/answers`)).json).toEqual(['0', '1']);
+        const before = relay.connections();
+        const retrieved = await api('POST', `${Path}/retrieve`, { Timeout: 20 });
+        expect(retrieved.status).toBe(200);
+        expect((retrieved.json as { Query: unknown[] }).Query).toHaveLength(2);
+        expect(relay.connections() - before).toBe(1);
+        expect(await inCore()).toBe(4);
+      } finally {
+        await api('DELETE', '/modalities/relayed');
+        await relay.close();
+      }
+    });
+
     it('lets Orthanc query us and move a study to itself (C-FIND and C-MOVE SCP)', async () => {
       await api('PUT', '/modalities/orthanc', { AET: orthanc.aet, Host: '127.0.0.1', Port: orthanc.dicomPort, AllowFind: true, AllowMove: true });
       const study = makeStudy({ PatientID: 'NET-MOVE', seriesCount: 1, instancesPerSeries: 2 });
@@ -292,6 +463,62 @@ describe('DICOM network (SCP and /modalities) against real peers', () => {
       const inOrthanc = (await orthancApi('/tools/find', { Level: 'Instance', Query: { StudyInstanceUID: study.StudyInstanceUID } })) as string[];
       expect(inOrthanc).toHaveLength(2);
     });
+  });
+});
+
+describe('DICOM server policy keys (DicomAlwaysAllow*, DicomCheckCalledAet) against DCMTK', () => {
+  let gateway: GatewayProcess;
+  let dicomPort: number;
+  let work: string;
+
+  beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), 'dicom-policy-'));
+    dicomPort = await freePort();
+    gateway = await startGatewayProcess({
+      DicomServerEnabled: true,
+      DicomAet: AET,
+      DicomPort: dicomPort,
+      DicomAlwaysAllowEcho: false,
+      DicomAlwaysAllowStore: false,
+      DicomAlwaysAllowFind: true,
+      DicomCheckCalledAet: true,
+      DicomModalities: { known: ['KNOWN', '127.0.0.1', 1] },
+    });
+    await waitForPort(dicomPort, 'the gateway DICOM server');
+  });
+
+  afterAll(async () => {
+    await gateway?.stop();
+    if (gateway) removeDir(gateway.dir);
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  it('refuses an association that calls another AE title', async () => {
+    const run = await runTool('echoscu', ['-v', '-aet', 'KNOWN', '-aec', 'SOMEONE', '127.0.0.1', String(dicomPort)]);
+    expect(run.code).not.toBe(0);
+    expect(run.output).toMatch(/Association Rejected/);
+    expect(run.output).toMatch(/Called AE Title Not Recognized/i);
+  });
+
+  it('answers C-ECHO and C-STORE to known modalities only, C-FIND to anyone', async () => {
+    // 0x0124: Refused, not authorized (DCMTK does not name it for these services)
+    const echoFrom = (aet: string): Promise<ToolRun> => runTool('echoscu', ['-v', '-aet', aet, '-aec', AET, '127.0.0.1', String(dicomPort)]);
+    expect((await echoFrom('KNOWN')).output).toMatch(/Received Echo Response \(Success\)/);
+    expect((await echoFrom('STRANGER')).output).toMatch(/Received Echo Response \(.*0x0?124\)/);
+
+    const study = makeStudy({ PatientID: 'NET-POLICY', seriesCount: 1, instancesPerSeries: 1 });
+    const file = join(work, 'policy.dcm');
+    writeFileSync(file, study.buffers[0]);
+    const storeFrom = (aet: string): Promise<ToolRun> => runTool('storescu', ['-v', '-aet', aet, '-aec', AET, '127.0.0.1', String(dicomPort), file]);
+    expect((await storeFrom('STRANGER')).output).toMatch(/Received Store Response \(.*0x0?124\)/);
+    const stored = async (): Promise<number> =>
+      ((await (await fetch(`${gateway.url}/tools/find`, { method: 'POST', body: JSON.stringify({ Level: 'Instance', Query: { PatientID: 'NET-POLICY' } }) })).json()) as string[]).length;
+    expect(await stored()).toBe(0);
+    expect((await storeFrom('KNOWN')).output).toMatch(/Received Store Response \(Success\)/);
+    expect(await stored()).toBe(1);
+
+    const found = await runTool('findscu', ['-v', '-aet', 'STRANGER', '-aec', AET, '-S', '127.0.0.1', String(dicomPort), '-k', 'QueryRetrieveLevel=STUDY', '-k', 'PatientID=NET-POLICY']);
+    expect(dumpedAll(found.output, '0010,0020')).toEqual(['NET-POLICY']);
   });
 });
 

@@ -84,6 +84,8 @@ describe('defaults', () => {
       dicomServerEnabled: true,
       dicomAet: 'ORTHANC',
       dicomPort: 4242,
+      dicomAlwaysAllow: { echo: true, store: true, find: false, move: false },
+      dicomCheckCalledAet: false,
       defaultEncoding: 'Latin1',
       logExportedResources: false,
       dicomWeb: {
@@ -131,6 +133,11 @@ describe('defaults', () => {
       DicomServerEnabled: false,
       DicomAet: 'GATEWAY',
       DicomPort: 104,
+      DicomAlwaysAllowEcho: false,
+      DicomAlwaysAllowStore: false,
+      DicomAlwaysAllowFind: true,
+      DicomAlwaysAllowMove: true,
+      DicomCheckCalledAet: true,
       DefaultEncoding: 'Utf8',
       LogExportedResources: true,
       DicomWeb: {
@@ -165,6 +172,8 @@ describe('defaults', () => {
       dicomServerEnabled: false,
       dicomAet: 'GATEWAY',
       dicomPort: 104,
+      dicomAlwaysAllow: { echo: false, store: false, find: true, move: true },
+      dicomCheckCalledAet: true,
       defaultEncoding: 'Utf8',
       logExportedResources: true,
       dicomWeb: {

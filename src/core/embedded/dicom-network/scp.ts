@@ -7,7 +7,7 @@ import fsp from 'node:fs/promises';
 import net, { type Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { Dataset, Scp, constants, responses, type requests, type association } from 'dcmjs-dimse';
-import type { GatewayConfig } from '../../../config/gateway-config';
+import type { DicomModalityConfig, GatewayConfig } from '../../../config/gateway-config';
 import type { EmbeddedCore } from '../embedded-core';
 import { CoreError, type ResourceLevel } from '../../native-model';
 import { LEVEL_UID_TAG, LEVELS, levelIndex } from '../../main-dicom-tags';
@@ -19,7 +19,7 @@ import { attributeKeys, elementText, naturalValue, tagOfKey, type NaturalizedEle
 import { storeFiles } from './scu';
 import { logExportedInstance } from './exported-resources';
 
-const { PresentationContextResult, SopClass, Status, TransferSyntax } = constants;
+const { PresentationContextResult, RejectReason, RejectResult, RejectSource, SopClass, Status, TransferSyntax } = constants;
 const { CEchoResponse, CFindResponse, CMoveResponse, CStoreResponse } = responses;
 
 type PresentationContext = InstanceType<typeof association.PresentationContext>;
@@ -76,6 +76,13 @@ function coreQuery(elements: NaturalizedElements): Record<string, string> {
   return query;
 }
 
+type DimseOperation = 'echo' | 'store' | 'find' | 'move';
+
+function modalityAllows(modality: DicomModalityConfig, operation: DimseOperation): boolean {
+  const flags: Record<DimseOperation, boolean> = { echo: modality.allowEcho, store: modality.allowStore, find: modality.allowFind, move: modality.allowMove };
+  return flags[operation];
+}
+
 /** Builds the SCP class bound to one core: dcmjs-dimse creates one instance per incoming association. */
 function scpClass(context: ScpContext): new (socket: Socket, opts: Record<string, unknown>) => Scp {
   const { core, config, modalities } = context;
@@ -89,14 +96,23 @@ function scpClass(context: ScpContext): new (socket: Socket, opts: Record<string
       return this.association?.getCallingAeTitle().trim() ?? '';
     }
 
-    /** Orthanc's default policy: C-ECHO and C-STORE from anyone, C-FIND and C-MOVE from known modalities that allow them. */
-    private allows(operation: 'find' | 'move'): boolean {
+    /**
+     * Orthanc's policy: "DicomAlwaysAllow<Operation>" serves anyone (by default echo and store), otherwise
+     * only a known modality whose Allow<Operation> is set.
+     */
+    private allows(operation: DimseOperation): boolean {
+      if (config.dicomAlwaysAllow[operation]) return true;
       const known = modalities.byAet(this.callingAet)?.modality;
-      return known !== undefined && (operation === 'find' ? known.allowFind : known.allowMove);
+      return known !== undefined && modalityAllows(known, operation);
     }
 
     override associationRequested(association: Association): void {
       this.association = association;
+      // "DicomCheckCalledAet": a caller that names another AE title is refused before any request
+      if (config.dicomCheckCalledAet && association.getCalledAeTitle().trim() !== config.dicomAet) {
+        this.sendAssociationReject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CalledAeNotRecognized);
+        return;
+      }
       for (const { id } of association.getPresentationContexts()) {
         const context = association.getPresentationContext(id);
         const sopClass = context.getAbstractSyntaxUid();
@@ -124,7 +140,8 @@ function scpClass(context: ScpContext): new (socket: Socket, opts: Record<string
 
     override cEchoRequest(request: InstanceType<typeof requests.CEchoRequest>, callback: (response: InstanceType<typeof CEchoResponse>) => void): void {
       const response = CEchoResponse.fromRequest(request);
-      response.setStatus(Status.Success);
+      // 0x0124: refused, not authorized
+      response.setStatus(this.allows('echo') ? Status.Success : Status.NotAuthorized);
       callback(response);
     }
 
@@ -159,6 +176,12 @@ function scpClass(context: ScpContext): new (socket: Socket, opts: Record<string
       const file = this.receivedFile;
       this.receivedFile = undefined;
       const response = CStoreResponse.fromRequest(request);
+      if (!this.allows('store')) {
+        if (file) void fsp.rm(file, { force: true });
+        response.setStatus(Status.NotAuthorized);
+        callback(response);
+        return;
+      }
       const store = async (): Promise<void> => {
         if (!file || this.receiveError) throw new Error(`could not write the received instance: ${this.receiveError?.message ?? 'no data'}`);
         // storeInstance moves the file into the storage area, or removes it when it fails

@@ -1,5 +1,5 @@
 /**
- * DICOM SCU operations (C-ECHO, C-STORE, C-FIND, C-MOVE) on top of dcmjs-dimse: one association per call,
+ * DICOM SCU operations (C-ECHO, C-STORE, C-FIND, C-MOVE) on top of dcmjs-dimse: one association per call (even for a list),
  * every call bounded by a timeout, every failure a `DimseError` with a message a REST client can read.
  */
 import { Client, Dataset, constants, requests } from 'dcmjs-dimse';
@@ -142,25 +142,48 @@ export interface MoveResult {
   warnings: number;
 }
 
-/** C-MOVE of the resources the identifiers select (StudyInstanceUID, ...) to `destination`; waits for the final answer. */
-export async function move(peer: Peer, level: ResourceLevel, identifiers: NaturalizedElements, destination: string, options: ScuOptions): Promise<MoveResult> {
+/** One C-MOVE request for one identifier; `result` is set by its final (non-pending) answer. */
+interface PendingMove {
+  request: InstanceType<typeof CMoveRequest>;
+  result: () => (MoveResult & { status: number }) | undefined;
+}
+
+function moveRequest(level: ResourceLevel, identifier: NaturalizedElements, destination: string): PendingMove {
   const request = new CMoveRequest();
   request.setAffectedSopClassUid(level === 'Patient' ? PATIENT_ROOT_MOVE : SopClass.StudyRootQueryRetrieveInformationModelMove);
   request.getCommandDataset().setElement('MoveDestination', destination);
-  request.setDataset(new Dataset({ ...identifiers, QueryRetrieveLevel: QUERY_LEVEL[level] }));
+  request.setDataset(new Dataset({ ...identifier, QueryRetrieveLevel: QUERY_LEVEL[level] }));
   let result: (MoveResult & { status: number }) | undefined;
   request.on('response', (response) => {
     const status = response.getStatus();
     if (status === Status.Pending) return;
     result = { status, completed: response.getCompleted() ?? 0, failed: response.getFailures() ?? 0, warnings: response.getWarnings() ?? 0 };
   });
-  await runAssociation(peer, options, 'C-MOVE', [request]);
-  if (!result) throw new DimseError(`C-MOVE to ${describe(peer)}: no final answer`);
-  // 0xB000: some sub-operations failed
-  if (result.status !== Status.Success && result.status !== 0xb000) {
-    throw new DimseError(`C-MOVE to ${describe(peer)} (destination "${destination}"): status 0x${result.status.toString(16)}`);
+  return { request, result: () => result };
+}
+
+/**
+ * C-MOVE of the resources each identifier selects (StudyInstanceUID, ...) to `destination`, one request per identifier
+ * in a single association (dcmjs-dimse sends the next request once the previous one got its final answer).
+ * Answers the summed sub-operation counts; the first failed request fails the whole call, as in Orthanc's move job.
+ */
+export async function move(peer: Peer, level: ResourceLevel, identifiers: NaturalizedElements[], destination: string, options: ScuOptions): Promise<MoveResult> {
+  const moves = identifiers.map((identifier) => moveRequest(level, identifier, destination));
+  if (moves.length === 0) return { completed: 0, failed: 0, warnings: 0 };
+  await runAssociation(peer, options, 'C-MOVE', moves.map((m) => m.request));
+  const total: MoveResult = { completed: 0, failed: 0, warnings: 0 };
+  for (const m of moves) {
+    const result = m.result();
+    if (!result) throw new DimseError(`C-MOVE to ${describe(peer)}: no final answer`);
+    // 0xB000: some sub-operations failed
+    if (result.status !== Status.Success && result.status !== 0xb000) {
+      throw new DimseError(`C-MOVE to ${describe(peer)} (destination "${destination}"): status 0x${result.status.toString(16)}`);
+    }
+    total.completed += result.completed;
+    total.failed += result.failed;
+    total.warnings += result.warnings;
   }
-  return result;
+  return total;
 }
 
 function stripBookkeeping(elements: NaturalizedElements): NaturalizedElements {

@@ -193,9 +193,7 @@ export function modalityRoutes(core: EmbeddedCore): Router {
     const identifiers = body.Resources.map((r) => identifierOf(r, 'Resources'));
     const targetAet = aetField(body, 'TargetAet', net.aet);
     const localAet = aetField(body, 'LocalAet', net.aet);
-    for (const identifier of identifiers) {
-      await overDimse(() => move(modality, level, identifier, targetAet, { localAet, timeout: timeoutOf(body) }));
-    }
+    await overDimse(() => move(modality, level, identifiers, targetAet, { localAet, timeout: timeoutOf(body) }));
     res.json({ Description: 'REST API', LocalAet: localAet, Query: identifiers.map(simplifiedJson), RemoteAet: modality.aet, TargetAet: targetAet });
   });
 
@@ -223,9 +221,7 @@ export function modalityRoutes(core: EmbeddedCore): Router {
     const body: Body = text === '' ? {} : text.startsWith('{') ? optionalObject(req) : { TargetAet: text };
     const targetAet = aetField(body, 'TargetAet', net.aet);
     const identifiers = answers.map((answer) => retrieveIdentifier(answer, stored.level));
-    for (const identifier of identifiers) {
-      await overDimse(() => move(modality, stored.level, identifier, targetAet, { localAet: net.aet, timeout: timeoutOf(body) }));
-    }
+    await overDimse(() => move(modality, stored.level, identifiers, targetAet, { localAet: net.aet, timeout: timeoutOf(body) }));
     return { Description: 'REST API', LocalAet: net.aet, Query: identifiers.map(simplifiedJson), RemoteAet: modality.aet, TargetAet: targetAet };
   };
 
