@@ -93,7 +93,10 @@ export interface StoreResult {
 }
 
 /** What to store: a buffer already in memory, or a complete file written by the caller (moved, not copied, where possible). */
-export type StoreInput = { buffer: Buffer } | { file: string };
+export type StoreInput =
+  | { buffer: Buffer }
+  /** `contents`: the file's complete bytes when the caller still has them (spares reading the file back). */
+  | { file: string; contents?: Buffer };
 
 export interface FileStream {
   stream: Readable;
@@ -166,11 +169,20 @@ export interface NativeCore {
   /** GET /{level}/{id}/instances?expand, in IndexInSeries order; undefined when the resource is unknown. */
   getInstances(level: ResourceLevel, id: string): Promise<InstanceResource[] | undefined>;
 
-  /** GET /instances/{id}/file[?transcode=...] */
-  readInstanceFile(id: string, options?: { transcode?: string }): Promise<FileStream>;
+  /**
+   * GET /instances/{id}/file[?transcode=...]. `chunkBytes` is a hint for the size of the stream's
+   * chunks: small for readers that stop after the header, large for readers of whole files.
+   */
+  readInstanceFile(id: string, options?: { transcode?: string; chunkBytes?: number }): Promise<FileStream>;
 
   /** GET /instances/{id}/frames/{frame}/raw (frame is 0-based, as in Orthanc). */
   readFrameRaw(id: string, frame: number): Promise<Buffer>;
+
+  /**
+   * Several frames of one instance (0-based), as readFrameRaw gives each, in the order asked; optional:
+   * a core with local files opens the file once and reads the frames sequentially.
+   */
+  readFramesRaw?(id: string, frames: readonly number[]): AsyncIterable<Buffer>;
 
   /** GET /instances/{id}/metadata/{name}; undefined when absent. */
   getInstanceMetadata(id: string, name: string): Promise<string | undefined>;

@@ -6,6 +6,7 @@
  *    fragment when the counts match, else fragments grouped by the codestream start markers.
  * Frame indices are 0-based here (the HTTP layer speaks 1-based).
  */
+import fsp from 'node:fs/promises';
 import { inflateRawSync } from 'node:zlib';
 import {
   bufferSource,
@@ -208,22 +209,92 @@ const frameIndexes = new LruCache<string, FrameIndex>(256);
 export async function readStoredFrame(filePath: string, cacheKey: string, frame: number): Promise<{ bytes: Buffer; index: FrameIndex }> {
   try {
     return await withFileSource(filePath, async (fileSource) => {
-      const cached = frameIndexes.get(cacheKey);
-      const layout = cached ? undefined : await scanDicom(fileSource);
-      const transferSyntax = cached?.transferSyntax ?? (layout as DicomLayout).transferSyntax;
-      const deflated = encodingOf(transferSyntax).deflated;
-      // A deflated data set has no random access: inflate it whole (rare; the index stays cached).
-      const source = deflated ? await inflatedSource(fileSource) : fileSource;
-      let index = cached;
-      if (!index) {
-        index = await indexFrames(source, deflated ? await scanDicom(source, { inflated: true }) : (layout as DicomLayout));
-        frameIndexes.set(cacheKey, index);
-      }
+      const { source, index } = await indexedSource(fileSource, cacheKey);
       return { bytes: await readFrame(source, index, frame), index };
     });
   } catch (error) {
     if (error instanceof DicomScanError) throw new PixelDataError(500, `Cannot read the stored file: ${error.message}`);
     throw error;
+  }
+}
+
+/** The frame index of a file (cached by `cacheKey`) and the source to cut its frames from. */
+async function indexedSource(fileSource: ByteSource, cacheKey: string): Promise<{ source: ByteSource; index: FrameIndex }> {
+  const cached = frameIndexes.get(cacheKey);
+  const layout = cached ? undefined : await scanDicom(fileSource);
+  const transferSyntax = cached?.transferSyntax ?? (layout as DicomLayout).transferSyntax;
+  const deflated = encodingOf(transferSyntax).deflated;
+  // A deflated data set has no random access: inflate it whole (rare; the index stays cached).
+  const source = deflated ? await inflatedSource(fileSource) : fileSource;
+  let index = cached;
+  if (!index) {
+    index = await indexFrames(source, deflated ? await scanDicom(source, { inflated: true }) : (layout as DicomLayout));
+    frameIndexes.set(cacheKey, index);
+  }
+  return { source, index };
+}
+
+/** Consecutive frames read in one go up to this many bytes. */
+const FRAME_BLOCK_BYTES = 4 << 20;
+
+/** A frame stored as one byte-aligned range, or undefined (fragments, bit-packed, missing, out of range). */
+function simpleRange(index: FrameIndex, frame: number): { offset: number; length: number } | undefined {
+  if (!Number.isInteger(frame) || frame < 0 || frame >= index.numberOfFrames) return undefined;
+  const location = index.frames[frame];
+  return location && location.ranges.length === 1 && !location.bitShift ? location.ranges[0] : undefined;
+}
+
+/**
+ * Several stored frames of one file (0-based, in the order asked), as readStoredFrame gives each, with
+ * the file opened once: runs of frames that follow each other in the file (a whole native multi-frame
+ * instance) are read in blocks of a few MiB, and each frame is a view of its block.
+ */
+export async function* readStoredFrames(filePath: string, cacheKey: string, frames: readonly number[]): AsyncGenerator<{ bytes: Buffer; index: FrameIndex }> {
+  const handle = await fsp.open(filePath, 'r');
+  try {
+    const fileSource: ByteSource = {
+      read: async (offset, length) => {
+        const buffer = Buffer.allocUnsafe(length);
+        const { bytesRead } = await handle.read(buffer, 0, length, offset);
+        return buffer.subarray(0, bytesRead);
+      },
+    };
+    let indexed: { source: ByteSource; index: FrameIndex };
+    try {
+      indexed = await indexedSource(fileSource, cacheKey);
+    } catch (error) {
+      if (error instanceof DicomScanError) throw new PixelDataError(500, `Cannot read the stored file: ${error.message}`);
+      throw error;
+    }
+    const { source, index } = indexed;
+    for (let i = 0; i < frames.length; ) {
+      const first = simpleRange(index, frames[i]);
+      if (!first) {
+        yield { bytes: await readFrame(source, index, frames[i]), index };
+        i++;
+        continue;
+      }
+      // the run of asked frames that follow each other in the file, within one block
+      let end = first.offset + first.length;
+      let count = 1;
+      while (i + count < frames.length) {
+        const next = simpleRange(index, frames[i + count]);
+        if (!next || next.offset !== end || end + next.length - first.offset > FRAME_BLOCK_BYTES) break;
+        end += next.length;
+        count++;
+      }
+      const block = await source.read(first.offset, end - first.offset, end - first.offset);
+      let at = 0;
+      for (let k = 0; k < count; k++) {
+        const length = (simpleRange(index, frames[i + k]) as { length: number }).length;
+        if (at + length > block.length) throw new PixelDataError(500, `the file ends inside frame ${frames[i + k] + 1}`);
+        yield { bytes: block.subarray(at, at + length), index };
+        at += length;
+      }
+      i += count;
+    }
+  } finally {
+    await handle.close();
   }
 }
 

@@ -96,8 +96,8 @@ export function checkWindow(window: VoiWindow): void {
   if (!ok) throw new RenderError('bad-parameter', `Invalid window: center ${window.center}, width ${window.width} (${window.fn})`);
 }
 
-/** Stored values of one native greyscale frame, as signed/unsigned integers of BitsStored bits. */
-function storedValues(dataset: DicomDataset, frame: number): { values: Float64Array; width: number; height: number } {
+/** Stored values of one native greyscale frame, as signed/unsigned integers of BitsStored bits, with their range. */
+function storedValues(dataset: DicomDataset, frame: number): { values: Int32Array; width: number; height: number; min: number; max: number } {
   const width = firstNumber(dataset, '00280011') ?? 0;
   const height = firstNumber(dataset, '00280010') ?? 0;
   const allocated = firstNumber(dataset, '00280100') ?? 16;
@@ -109,19 +109,37 @@ function storedValues(dataset: DicomDataset, frame: number): { values: Float64Ar
   const count = width * height;
   const start = frame * count * bytes;
   if (raw.length < start + count * bytes) throw new RenderError('bad-frame', `The pixel data holds no frame ${frame + 1}`);
-  const values = new Float64Array(count);
+  // the data set reader gives binary values in little endian, whatever the transfer syntax
+  const source = bytes === 1 ? raw.subarray(start, start + count) : littleEndianWords(raw, start, count);
+  return { ...maskedValues(source, stored, signed), width, height };
+}
+
+/** `count` 16-bit little-endian words from `raw` at `start` (a view when the memory allows, else a copy). */
+function littleEndianWords(raw: Buffer, start: number, count: number): Uint16Array {
+  if (LITTLE_ENDIAN_HOST && (raw.byteOffset + start) % 2 === 0) return new Uint16Array(raw.buffer, raw.byteOffset + start, count);
+  const words = new Uint16Array(count);
+  for (let i = 0; i < count; i++) words[i] = raw.readUInt16LE(start + 2 * i);
+  return words;
+}
+
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** Values of BitsStored bits, two's complement when signed (PS3.5 §8.1.1), with their range. */
+function maskedValues(source: Uint8Array | Uint16Array, stored: number, signed: boolean): { values: Int32Array; min: number; max: number } {
+  const count = source.length;
+  const values = new Int32Array(count);
   const mask = 2 ** stored - 1;
   const signBit = 2 ** (stored - 1);
+  let min = Infinity;
+  let max = -Infinity;
   for (let i = 0; i < count; i++) {
-    const at = start + i * bytes;
-    // the data set reader gives binary values in little endian, whatever the transfer syntax
-    let v = bytes === 1 ? raw[at] : raw.readUInt16LE(at);
-    v &= mask;
-    // two's complement on BitsStored bits (PS3.5 §8.1.1)
+    let v = source[i] & mask;
     if (signed && v >= signBit) v -= 2 * signBit;
     values[i] = v;
+    if (v < min) min = v;
+    if (v > max) max = v;
   }
-  return { values, width, height };
+  return { values, min, max };
 }
 
 function pixelBytes(dataset: DicomDataset): Buffer {
@@ -152,18 +170,27 @@ function chooseWindow(dataset: DicomDataset, modality: Float64Array, asked: VoiW
   return { center: (min + max) / 2, width: Math.max(max - min, 1e-6), fn: 'linear-exact' };
 }
 
-/** Our PS3.3 greyscale pipeline for a native frame. */
+/** Our PS3.3 greyscale pipeline for a native frame: a lookup table from stored value to output byte. */
 export function renderGreyscale(dataset: DicomDataset, frame: number, window?: VoiWindow): RawImage {
-  const { values, width, height } = storedValues(dataset, frame);
+  const { values, width, height, min, max } = storedValues(dataset, frame);
   const slope = firstNumber(dataset, '00281053') ?? 1;
   const intercept = firstNumber(dataset, '00281052') ?? 0;
-  const modality = values.map((v) => v * slope + intercept);
-  const voi = chooseWindow(dataset, modality, window);
+  const modalityOf = (v: number): number => v * slope + intercept;
+  // v * slope + intercept is monotonic in v: the modality range is that of the stored range's ends
+  const range = values.length === 0 ? new Float64Array(0) : Float64Array.of(modalityOf(min), modalityOf(max));
+  const voi = chooseWindow(dataset, range, window);
   const invert = firstText(dataset, '00280004') === 'MONOCHROME1';
+  const output = (v: number): number => {
+    const y = Math.round(applyVoi(modalityOf(v), voi));
+    return invert ? 255 - y : y;
+  };
   const data = Buffer.alloc(width * height);
-  for (let i = 0; i < modality.length; i++) {
-    const y = Math.round(applyVoi(modality[i], voi));
-    data[i] = invert ? 255 - y : y;
+  if (values.length > 0 && max - min < 1 << 20) {
+    const lut = new Uint8Array(max - min + 1);
+    for (let v = min; v <= max; v++) lut[v - min] = output(v);
+    for (let i = 0; i < values.length; i++) data[i] = lut[values[i] - min];
+  } else {
+    for (let i = 0; i < values.length; i++) data[i] = output(values[i]);
   }
   return { width, height, channels: 1, data };
 }

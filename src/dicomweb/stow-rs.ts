@@ -42,6 +42,8 @@ import {
 
 /** Bytes of each part kept in memory while it streams to disk, to read its identifiers without a re-read. */
 const HEAD_BYTES = 64 * 1024;
+/** A part no larger than this is also kept whole, so that the core need not read its file back. */
+const KEEP_WHOLE_BYTES = 1 << 20;
 /** dcmjs reads at most this much of a file whose header does not fit the head (deflated data sets). */
 const MAX_HEADER_READ = 64 * 1024 * 1024;
 /** Parts received but not yet stored; bounds the temporary disk space of one request. */
@@ -136,6 +138,8 @@ interface WrittenPart {
   file: string;
   size: number;
   head: Buffer;
+  /** The whole part, when small. */
+  contents?: Buffer;
 }
 
 /** One request: receives parts in order, stores each as soon as it is complete, remembers the outcomes. */
@@ -188,7 +192,7 @@ class StowSession {
     }
     // stores run one after the other while the next part is being received
     if (this.pending.length >= MAX_PENDING_STORES) await this.pending.shift();
-    const task = this.queue.then(() => this.store(written.file, checked.ids).then(settle));
+    const task = this.queue.then(() => this.store(written.file, written.contents, checked.ids).then(settle));
     this.queue = task;
     this.pending.push(task);
   }
@@ -226,10 +230,10 @@ class StowSession {
     return { kind: 'ok', ids: { sopClassUid, sopInstanceUid, studyUid, seriesUid, transferSyntax } };
   }
 
-  private async store(file: string, ids: Required<InstanceIdentifiers>): Promise<PartOutcome> {
+  private async store(file: string, contents: Buffer | undefined, ids: Required<InstanceIdentifiers>): Promise<PartOutcome> {
     try {
       // AlreadyStored is a success too: the instance is there, as the client wants
-      await this.core.storeInstance({ file });
+      await this.core.storeInstance(contents ? { file, contents } : { file });
       return { kind: 'stored', ...ids };
     } catch (error) {
       // the core owns the file once called; this only covers a core that failed before taking it
@@ -275,7 +279,8 @@ function writePart(body: Readable, file: string): Promise<WrittenPart | { failur
 
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
-      if (headBytes < HEAD_BYTES) {
+      // every chunk while the part may still be small enough to keep whole, then only the head
+      if (headBytes < HEAD_BYTES || size <= KEEP_WHOLE_BYTES) {
         head.push(chunk);
         headBytes += chunk.length;
       }
@@ -311,7 +316,10 @@ function writePart(body: Readable, file: string): Promise<WrittenPart | { failur
         void removeFile(file).then(() => resolve({ failure: outcome, head: Buffer.concat(head) }));
         return;
       }
-      resolve({ file, size, head: Buffer.concat(head).subarray(0, HEAD_BYTES) });
+      const kept = head.length === 1 ? head[0] : Buffer.concat(head);
+      const contents = size <= KEEP_WHOLE_BYTES && kept.length === size ? kept : undefined;
+      // a large part's head is copied out of the megabyte kept meanwhile
+      resolve({ file, size, head: contents ? kept.subarray(0, HEAD_BYTES) : Buffer.from(kept.subarray(0, HEAD_BYTES)), contents });
     });
     body.pipe(out);
   });

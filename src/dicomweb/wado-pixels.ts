@@ -112,12 +112,23 @@ function resolveFromPath(core: NativeCore, req: Request): Promise<InstanceRef> {
   return resolveInstance(core, String(req.params.study), String(req.params.series), String(req.params.instance));
 }
 
+/** Stored frames (0-based) in order: one open file and sequential block reads when the core can, else frame by frame. */
+async function* storedFrames(core: NativeCore, id: string, frames: readonly number[]): AsyncGenerator<Buffer> {
+  if (core.readFramesRaw) {
+    yield* core.readFramesRaw(id, frames);
+    return;
+  }
+  for (const frame of frames) yield await core.readFrameRaw(id, frame);
+}
+
 /** Sends the parts (frames) one per stored frame, each converted as planned. */
 async function sendFrameParts(res: Response, core: NativeCore, ref: InstanceRef, frames: readonly number[], plan: FramePlan, locationOf: (frame: number) => string): Promise<void> {
   const boundary = createBoundary();
   async function* parts(): AsyncGenerator<MultipartBodyPart> {
-    for (const frame of frames) {
-      const bytes = await plan.convert(await core.readFrameRaw(ref.id, frame - 1));
+    let i = 0;
+    for await (const raw of storedFrames(core, ref.id, frames.map((frame) => frame - 1))) {
+      const frame = frames[i++];
+      const bytes = await plan.convert(raw);
       yield {
         headers: {
           contentType: formatMediaType(plan.partType, { 'transfer-syntax': plan.transferSyntax }),
@@ -248,7 +259,7 @@ async function sendPixelBulk(req: Request, res: Response, context: DicomWebConte
     return;
   }
   const chunks: Buffer[] = [];
-  for (let frame = 0; frame < count; frame++) chunks.push(await plan.convert(await context.core.readFrameRaw(ref.id, frame)));
+  for await (const raw of storedFrames(context.core, ref.id, Array.from({ length: count }, (_, i) => i))) chunks.push(await plan.convert(raw));
   sendOctets(req, res, Buffer.concat(chunks), selection, plan.transferSyntax, location);
 }
 

@@ -21,7 +21,7 @@ const THUMBNAIL_CACHE_ENTRIES = 256;
 async function readAll(stream: AsyncIterable<Buffer | string>): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-  return Buffer.concat(chunks);
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
 }
 
 /**
@@ -30,13 +30,15 @@ async function readAll(stream: AsyncIterable<Buffer | string>): Promise<Buffer> 
  * rendered by dcmjs-imaging's codecs instead.
  */
 export async function readRenderableFile(core: NativeCore, id: string): Promise<Buffer> {
-  const stored = await core.readInstanceFile(id);
+  // the whole file is needed: large reads
+  const chunkBytes = 1 << 20;
+  const stored = await core.readInstanceFile(id, { chunkBytes });
   if (stored.transferSyntax === undefined || NATIVE_SYNTAXES.has(stored.transferSyntax)) return readAll(stored.stream);
   stored.stream.destroy();
   try {
-    return await readAll((await core.readInstanceFile(id, { transcode: '1.2.840.10008.1.2.1' })).stream);
+    return await readAll((await core.readInstanceFile(id, { transcode: '1.2.840.10008.1.2.1', chunkBytes })).stream);
   } catch {
-    return readAll((await core.readInstanceFile(id)).stream);
+    return readAll((await core.readInstanceFile(id, { chunkBytes })).stream);
   }
 }
 

@@ -44,6 +44,23 @@ import {
 } from './wado-resources';
 
 const gzipAsync = promisify(gzip);
+/** Whole files are sent: large reads (a CT slice in one), few writes. */
+const RETRIEVE_CHUNK_BYTES = 1 << 20;
+/** Instances read ahead of the one being sent, so that disk reads overlap socket writes... */
+const READ_AHEAD = 2;
+/** ...each read whole when no larger than this (a larger one streams when its turn comes). */
+const READ_AHEAD_MAX_BYTES = 4 << 20;
+
+interface LoadedInstance {
+  file: FileStream;
+  body: Uint8Array | AsyncIterable<Uint8Array | string>;
+}
+
+async function readWhole(stream: AsyncIterable<Uint8Array | string>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+}
 
 function instanceOffer(mediaType: string, partType: string | undefined, transferSyntaxes: readonly string[]): MediaOffer {
   return { mediaType, partType, transferSyntaxes, defaultTransferSyntax: DEFAULT_TRANSFER_SYNTAX, anyTransferSyntax: true };
@@ -96,9 +113,9 @@ function checkTranscodable(stored: readonly string[], target: string, mediaType:
 
 /** One instance's bytes in the target syntax: the core transcodes, or we do when it cannot. */
 async function openInstance(core: NativeCore, ref: InstanceRef, target: string, stored: string | undefined): Promise<FileStream> {
-  if (target === '*' || target === stored) return core.readInstanceFile(ref.id);
+  if (target === '*' || target === stored) return core.readInstanceFile(ref.id, { chunkBytes: RETRIEVE_CHUNK_BYTES });
   try {
-    return await core.readInstanceFile(ref.id, { transcode: target });
+    return await core.readInstanceFile(ref.id, { transcode: target, chunkBytes: RETRIEVE_CHUNK_BYTES });
   } catch (error) {
     if (!(error instanceof CoreError) || error.httpStatus !== 415) throw error;
   }
@@ -152,14 +169,36 @@ function retrieveInstances(context: DicomWebContext, level: Level): RequestHandl
       return;
     }
 
+    // The next instances are read while one is being sent (a few, each whole only when small).
+    const load = async (index: number): Promise<LoadedInstance> => {
+      const file = await openInstance(context.core, instances[index], target, stored[index]);
+      if (file.size === undefined || file.size > READ_AHEAD_MAX_BYTES) return { file, body: file.stream };
+      return { file, body: await readWhole(file.stream) };
+    };
     async function* parts(): AsyncGenerator<MultipartBodyPart> {
-      for (const [index, ref] of instances.entries()) {
-        const file = await openInstance(context.core, ref, target, stored[index]);
-        const syntax = file.transferSyntax ?? (target === '*' ? stored[index] : target);
-        yield {
-          headers: { contentType: dicomPartType(syntax), contentLocation: base + instancePath(ref), contentLength: file.size },
-          body: file.stream,
-        };
+      const ahead: Array<Promise<LoadedInstance>> = [];
+      let next = 0;
+      const fill = (): void => {
+        while (ahead.length < READ_AHEAD && next < instances.length) {
+          const loading = load(next++);
+          loading.catch(() => undefined); // seen when its turn comes
+          ahead.push(loading);
+        }
+      };
+      try {
+        for (const [index, ref] of instances.entries()) {
+          fill();
+          const { file, body } = await (ahead.shift() as Promise<LoadedInstance>);
+          fill();
+          const syntax = file.transferSyntax ?? (target === '*' ? stored[index] : target);
+          yield {
+            headers: { contentType: dicomPartType(syntax), contentLocation: base + instancePath(ref), contentLength: file.size },
+            body,
+          };
+        }
+      } finally {
+        // the answer ended early: release what was read ahead
+        for (const loading of ahead) void loading.then(({ file }) => file.stream.destroy(), () => undefined);
       }
     }
     const boundary = createBoundary();

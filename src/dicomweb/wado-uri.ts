@@ -94,10 +94,10 @@ function imageOptions(req: Request, mediaType: RenderedMediaType): RenderOptions
 }
 
 async function sendDicom(core: NativeCore, id: string, transferSyntax: string | undefined, res: Response): Promise<void> {
-  const asked = transferSyntax ? { transcode: transferSyntax } : undefined;
+  const asked = transferSyntax ? { transcode: transferSyntax, chunkBytes: 1 << 20 } : undefined;
   let file;
   try {
-    file = await core.readInstanceFile(id, asked);
+    file = await core.readInstanceFile(id, asked ?? { chunkBytes: 1 << 20 });
   } catch (error) {
     // a syntax we cannot produce is the client's choice, not our failure
     if (asked) throw new HttpError(406, 'Cannot transcode to the requested transfer syntax', String((error as Error).message));

@@ -32,14 +32,17 @@ export function createApp(config: GatewayConfig, core: NativeCore = createCore(c
   app.set('etag', false);
   app.set('query parser', 'extended');
 
-  app.use((req, res, next) => {
-    const started = process.hrtime.bigint();
-    res.on('finish', () => {
-      const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      logger.info({ method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
+  // one log line per request at info; below that level (LOG_LEVEL=warn) the middleware is not installed at all
+  if (logger.isLevelEnabled('info')) {
+    app.use((req, res, next) => {
+      const started = process.hrtime.bigint();
+      res.once('finish', () => {
+        const ms = Number(process.hrtime.bigint() - started) / 1e6;
+        logger.info({ method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
+      });
+      next();
     });
-    next();
-  });
+  }
 
   app.use(compressText());
   app.use(cors(config.corsAllowedOrigins)); // before auth: preflights carry no credentials

@@ -28,7 +28,7 @@ import { normalizeTag, tagToKeyword, toOrthancTag, vrOfTag } from '../../dicom/d
 import { VERSION } from '../../server/version';
 import { readDataset, type DatasetRead } from '../../dicom/dataset-reader';
 import { NeedMoreData } from '../../dicom/element-scanner';
-import { PixelDataError, readStoredFrame } from '../../dicom/pixel-data';
+import { PixelDataError, readStoredFrame, readStoredFrames } from '../../dicom/pixel-data';
 import { canTranscode, nativeFrameToLittleEndian, TranscodeError, transcodeFile } from '../../dicom/transcode';
 
 /** Seconds without new instances after which Orthanc calls a resource stable (its StableAge default). */
@@ -36,8 +36,10 @@ const STABLE_AGE_SECONDS = 60;
 /** Enough to hold the header of nearly every file; a larger header is read whole. */
 const HEADER_READ_BYTES = 1 << 20;
 const DICOM_ATTACHMENT = 1;
-/** Small first chunks: a reader that needs only the header (WADO-RS metadata) stops after one. */
+/** Small first chunks by default: a reader that needs only the header (WADO-RS metadata) stops after one. */
 const FILE_CHUNK_BYTES = 16 * 1024;
+/** Largest chunk a caller may ask for (readers of whole files: retrieve, rendering). */
+const MAX_FILE_CHUNK_BYTES = 8 << 20;
 
 interface ResourceRow {
   internal_id: number;
@@ -59,6 +61,38 @@ interface AttachmentRow {
 }
 
 type ResponseContent = NonNullable<FindRequest['ResponseContent']>[number];
+
+/**
+ * What a search answer needs beyond its own rows, read for all of them with one statement per kind instead of
+ * a few statements per resource (an all-studies search is 5,000 resources).
+ */
+interface FindBatch {
+  /** Ancestor rows by internal id. */
+  rows: Map<number, ResourceRow>;
+  /** Parsed `tags` by internal id (rows and ancestors), filled as they are read. */
+  tags: Map<number, Record<string, string>>;
+  /** Computed attribute (canonical tag) -> internal id -> value, for the computed tags asked. */
+  computed: Map<string, Map<number, string>>;
+  /** Series: number of children; instances: DICOM attachment and IndexInSeries. */
+  childCounts?: Map<number, number>;
+  attachments?: Map<number, AttachmentRow>;
+  indexInSeries?: Map<number, string>;
+}
+
+/** Statement text matching a column against a JSON array of internal ids (one statement whatever the count). */
+const IDS = 'SELECT value FROM json_each(?)';
+
+/** Computed attributes: [level of the resource, column of its descendants, level counted, tag of the values listed]. */
+const COMPUTED_TAGS: ReadonlyMap<string, readonly [ResourceLevel, string, ResourceLevel, string?]> = new Map([
+  ['00201200', ['Patient', 'patient_id', 'Study']],
+  ['00201202', ['Patient', 'patient_id', 'Series']],
+  ['00201204', ['Patient', 'patient_id', 'Instance']],
+  ['00201206', ['Study', 'study_id', 'Series']],
+  ['00201208', ['Study', 'study_id', 'Instance']],
+  ['00201209', ['Series', 'series_id', 'Instance']],
+  ['00080061', ['Study', 'study_id', 'Series', '00080060']],
+  ['00080062', ['Study', 'study_id', 'Instance', '00080016']],
+] as const);
 
 /** Orthanc's timestamp format, e.g. 20240131T235959. */
 export function orthancTimestamp(date = new Date()): string {
@@ -194,6 +228,7 @@ export class EmbeddedCore implements NativeCore {
    */
   private async parseHeader(input: StoreInput, temporaryPath: string): Promise<{ parsed: HeaderRead; whole?: Buffer }> {
     if ('buffer' in input) return { parsed: readHeader(input.buffer, true), whole: input.buffer };
+    if (input.contents) return { parsed: readHeader(input.contents, true), whole: input.contents };
     const head = await readFileHead(temporaryPath, HEADER_READ_BYTES);
     const complete = head.length < HEADER_READ_BYTES || (await fsp.stat(temporaryPath)).size === head.length;
     try {
@@ -303,15 +338,16 @@ export class EmbeddedCore implements NativeCore {
   }
 
   /** Orthanc's JSON for a resource; `content` limits what is computed (children, parent, ...). */
-  toResource(row: ResourceRow, content?: ReadonlySet<ResponseContent>, requestedTags?: string[]): Resource {
+  toResource(row: ResourceRow, content?: ReadonlySet<ResponseContent>, requestedTags?: string[], batch?: FindBatch): Resource {
     const wants = (part: ResponseContent): boolean => !content || content.has(part);
     const level = levelName(row.level);
     const tags = JSON.parse(row.tags) as Record<string, string>;
+    batch?.tags.set(row.internal_id, tags);
     const base = {
       ID: row.public_id,
       MainDicomTags: wants('MainDicomTags') ? mainDicomTags(level, tags) : {},
       Labels: wants('Labels') ? this.labelsOf(row.internal_id) : [],
-      ...(requestedTags ? { RequestedTags: this.requestedTags(row, requestedTags) } : {}),
+      ...(requestedTags ? { RequestedTags: this.requestedTags(row, requestedTags, batch) } : {}),
     };
     const stability = wants('IsStable') ? { IsStable: isStable(row.last_update), LastUpdate: row.last_update } : { IsStable: false, LastUpdate: row.last_update };
     const children = (): string[] => (wants('Children') ? this.childIds(row.internal_id) : []);
@@ -320,8 +356,8 @@ export class EmbeddedCore implements NativeCore {
       case 'Patient':
         return { ...base, ...stability, Type: 'Patient', Studies: children() };
       case 'Study': {
-        const patient = this.rowById(row.patient_id);
-        const patientTags = JSON.parse(patient.tags) as Record<string, string>;
+        const patient = batch?.rows.get(row.patient_id) ?? this.rowById(row.patient_id);
+        const patientTags = batchTags(batch, patient);
         return {
           ...base,
           ...stability,
@@ -341,12 +377,15 @@ export class EmbeddedCore implements NativeCore {
           ParentStudy: parentId(),
           Instances: instances,
           ExpectedNumberOfInstances: expected,
-          Status: seriesStatus(expected, wants('Children') ? instances.length : this.countChildren(row.internal_id)),
+          Status: seriesStatus(
+            expected,
+            wants('Children') ? instances.length : (batch?.childCounts ? (batch.childCounts.get(row.internal_id) ?? 0) : this.countChildren(row.internal_id)),
+          ),
         };
       }
       case 'Instance': {
-        const attachment = this.attachmentOf(row.internal_id);
-        const index = this.metadataOf(row.internal_id, 'IndexInSeries');
+        const attachment = batch?.attachments ? batch.attachments.get(row.internal_id) : this.attachmentOf(row.internal_id);
+        const index = batch?.indexInSeries ? batch.indexInSeries.get(row.internal_id) : this.metadataOf(row.internal_id, 'IndexInSeries');
         return {
           ...base,
           Type: 'Instance',
@@ -393,15 +432,15 @@ export class EmbeddedCore implements NativeCore {
   }
 
   /** Values of RequestedTags: indexed tags of the resource and its ancestors, computed counts, else the first instance's file. */
-  private requestedTags(row: ResourceRow, requested: string[]): Record<string, string> {
+  private requestedTags(row: ResourceRow, requested: string[], batch?: FindBatch): Record<string, string> {
     const answer: Record<string, string> = {};
     let fileTags: DicomDataset | undefined;
-    const ancestorTags = new Map<number, Record<string, string>>();
+    const ancestorTags = batch?.tags ?? new Map<number, Record<string, string>>();
     const tagsOf = (internalId: number | null): Record<string, string> => {
       if (internalId === null) return {};
       let tags = ancestorTags.get(internalId);
       if (!tags) {
-        const source = internalId === row.internal_id ? row : this.rowById(internalId);
+        const source = internalId === row.internal_id ? row : (batch?.rows.get(internalId) ?? this.rowById(internalId));
         tags = JSON.parse(source.tags) as Record<string, string>;
         ancestorTags.set(internalId, tags);
       }
@@ -413,7 +452,8 @@ export class EmbeddedCore implements NativeCore {
       const resolved = resolveRequestedTag(spelling);
       if (!resolved) continue;
       const { tag, name, indexedAt } = resolved;
-      const computed = this.computedTag(row, tag);
+      const batched = batch?.computed.get(tag);
+      const computed = batched ? batched.get(row.internal_id) : this.computedTag(row, tag);
       if (computed !== undefined) {
         answer[name] = computed;
         continue;
@@ -483,7 +523,82 @@ export class EmbeddedCore implements NativeCore {
   async find(request: FindRequest): Promise<Resource[]> {
     const rows = this.findRows(request);
     const content = request.ResponseContent ? new Set(request.ResponseContent) : undefined;
-    return rows.map((row) => this.toResource(row, content, request.RequestedTags));
+    const batch = rows.length > 1 ? this.findBatch(request.Level, rows, content, request.RequestedTags) : undefined;
+    return rows.map((row) => this.toResource(row, content, request.RequestedTags, batch));
+  }
+
+  /** Reads at once what toResource would read resource by resource (same values, same order of values). */
+  private findBatch(level: ResourceLevel, rows: ResourceRow[], content: ReadonlySet<ResponseContent> | undefined, requested?: string[]): FindBatch {
+    const wants = (part: ResponseContent): boolean => !content || content.has(part);
+    const ids = JSON.stringify(rows.map((row) => row.internal_id));
+    const batch: FindBatch = { rows: new Map(), tags: new Map(), computed: new Map() };
+    // ancestors: the patient of a study, and the levels above whose indexed tags are requested
+    const ancestorLevels = new Set<number>();
+    if (level === 'Study') ancestorLevels.add(LEVEL_CODE.Patient);
+    const levelCode = LEVEL_CODE[level];
+    for (const spelling of requested ?? []) {
+      const resolved = resolveRequestedTag(spelling);
+      if (!resolved) continue;
+      const computed = COMPUTED_TAGS.get(resolved.tag);
+      if (computed) {
+        if (computed[0] === level && !batch.computed.has(resolved.tag)) batch.computed.set(resolved.tag, this.computedForAll(ids, computed));
+        continue;
+      }
+      if (resolved.indexedAt !== undefined && LEVEL_CODE[resolved.indexedAt] < levelCode) ancestorLevels.add(LEVEL_CODE[resolved.indexedAt]);
+    }
+    if (ancestorLevels.size > 0) {
+      const columns = ['patient_id', 'study_id', 'series_id'];
+      const wanted = new Set<number>();
+      for (const row of rows) {
+        for (const code of ancestorLevels) {
+          const id = row[columns[code] as 'patient_id' | 'study_id' | 'series_id'];
+          if (id !== null) wanted.add(id);
+        }
+      }
+      const ancestors = this.prepare(`SELECT * FROM resources WHERE internal_id IN (${IDS})`).all(JSON.stringify([...wanted])) as ResourceRow[];
+      for (const ancestor of ancestors) batch.rows.set(ancestor.internal_id, ancestor);
+    }
+    if (level === 'Series' && !wants('Children')) {
+      const counts = this.prepare(`SELECT parent_id AS id, COUNT(*) AS n FROM resources WHERE parent_id IN (${IDS}) GROUP BY parent_id`).all(ids) as Array<{ id: number; n: number }>;
+      batch.childCounts = new Map(counts.map((c) => [c.id, c.n]));
+    }
+    if (level === 'Instance') {
+      const files = this.prepare(`SELECT internal_id, uuid, size, md5 FROM attachments WHERE internal_id IN (${IDS}) AND file_type = ?`).all(ids, DICOM_ATTACHMENT) as Array<
+        AttachmentRow & { internal_id: number }
+      >;
+      batch.attachments = new Map(files.map((f) => [f.internal_id, { uuid: f.uuid, size: f.size, md5: f.md5 }]));
+      const indexes = this.prepare(`SELECT internal_id, value FROM metadata WHERE internal_id IN (${IDS}) AND name = 'IndexInSeries'`).all(ids) as Array<{
+        internal_id: number;
+        value: string;
+      }>;
+      batch.indexInSeries = new Map(indexes.map((m) => [m.internal_id, m.value]));
+    }
+    return batch;
+  }
+
+  /** One computed attribute for every resource of a search (the statements of computedTag, grouped). */
+  private computedForAll(ids: string, [, column, counted, valueTag]: readonly [ResourceLevel, string, ResourceLevel, string?]): Map<number, string> {
+    const values = new Map<number, string>();
+    for (const id of JSON.parse(ids) as number[]) values.set(id, valueTag ? '' : '0');
+    if (valueTag === undefined) {
+      const counts = this.prepare(`SELECT ${column} AS id, COUNT(*) AS n FROM resources WHERE ${column} IN (${IDS}) AND level = ? GROUP BY ${column}`)
+        .all(ids, LEVEL_CODE[counted]) as Array<{ id: number; n: number }>;
+      for (const { id, n } of counts) values.set(id, String(n));
+      return values;
+    }
+    const listed = this.prepare(
+        `SELECT DISTINCT d.${column} AS id, t.value AS value FROM resources d CROSS JOIN tag_index t ON t.internal_id = d.internal_id
+         WHERE d.${column} IN (${IDS}) AND d.level = ? AND t.tag = ? AND t.value <> '' ORDER BY d.${column}, t.value`,
+      )
+      .all(ids, LEVEL_CODE[counted], valueTag) as Array<{ id: number; value: string }>;
+    const lists = new Map<number, string[]>();
+    for (const { id, value } of listed) {
+      const list = lists.get(id);
+      if (list) list.push(value);
+      else lists.set(id, [value]);
+    }
+    for (const [id, list] of lists) values.set(id, list.join('\\'));
+    return values;
   }
 
   async findIds(request: FindRequest): Promise<string[]> {
@@ -580,7 +695,7 @@ export class EmbeddedCore implements NativeCore {
     return attachment;
   }
 
-  async readInstanceFile(id: string, options: { transcode?: string } = {}): Promise<FileStream> {
+  async readInstanceFile(id: string, options: { transcode?: string; chunkBytes?: number } = {}): Promise<FileStream> {
     // One statement (WADO-RS metadata opens every file of a series): attachment and syntax at once.
     const statement = this.prepare(
       `SELECT a.uuid AS uuid, a.size AS size, m.value AS transferSyntax FROM resources r
@@ -594,7 +709,14 @@ export class EmbeddedCore implements NativeCore {
     const transferSyntax = file.transferSyntax ?? undefined;
     const target = options.transcode;
     if (!target || !transferSyntax || target === transferSyntax) {
-      const stream = fs.createReadStream(this.storage.pathOf(attachment.uuid), { highWaterMark: FILE_CHUNK_BYTES });
+      const chunk = options.chunkBytes && options.chunkBytes > 0 ? Math.min(Math.floor(options.chunkBytes), MAX_FILE_CHUNK_BYTES) : FILE_CHUNK_BYTES;
+      // a whole file in one chunk when it fits: one read, no partial last chunk
+      const large = chunk > FILE_CHUNK_BYTES && attachment.size > 0;
+      // a whole-file reader of a file up to `chunk` bytes: one read (its known end spares the read that finds EOF)
+      const stream = fs.createReadStream(
+        this.storage.pathOf(attachment.uuid),
+        large ? { highWaterMark: Math.min(chunk, attachment.size), start: 0, end: attachment.size - 1 } : { highWaterMark: chunk },
+      );
       return { stream, size: attachment.size, transferSyntax };
     }
     if (!canTranscode(transferSyntax, target)) {
@@ -622,6 +744,19 @@ export class EmbeddedCore implements NativeCore {
       const { bytes, index } = await readStoredFrame(this.storage.pathOf(attachment.uuid), attachment.uuid, frame);
       // As Orthanc: compressed frames as stored, native frames in little endian whatever the file's byte order.
       return nativeFrameToLittleEndian(bytes, index.transferSyntax, index.image.bitsAllocated);
+    } catch (error) {
+      if (error instanceof PixelDataError) throw new CoreError(error.status, error.message);
+      throw error;
+    }
+  }
+
+  /** Several frames with one open file, read in large sequential blocks (WADO-RS frame lists). */
+  async *readFramesRaw(id: string, frames: readonly number[]): AsyncGenerator<Buffer> {
+    const attachment = this.instanceAttachment(id);
+    try {
+      for await (const { bytes, index } of readStoredFrames(this.storage.pathOf(attachment.uuid), attachment.uuid, frames)) {
+        yield nativeFrameToLittleEndian(bytes, index.transferSyntax, index.image.bitsAllocated);
+      }
     } catch (error) {
       if (error instanceof PixelDataError) throw new CoreError(error.status, error.message);
       throw error;
@@ -831,6 +966,16 @@ function resolveRequestedTag(spelling: string): RequestedTag | undefined {
     if (requestedTagCache.size < 10_000) requestedTagCache.set(spelling, resolved);
   }
   return resolved ?? undefined;
+}
+
+/** The parsed tags of a row, through the batch's cache when there is one. */
+function batchTags(batch: FindBatch | undefined, row: ResourceRow): Record<string, string> {
+  let tags = batch?.tags.get(row.internal_id);
+  if (!tags) {
+    tags = JSON.parse(row.tags) as Record<string, string>;
+    batch?.tags.set(row.internal_id, tags);
+  }
+  return tags;
 }
 
 function mainDicomTags(level: ResourceLevel, tags: Record<string, string>): Record<string, string> {

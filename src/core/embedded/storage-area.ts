@@ -9,6 +9,8 @@ import { randomUUID } from 'node:crypto';
  */
 export class StorageArea {
   readonly tmpDirectory: string;
+  /** Storage folders known to exist. */
+  private readonly directories = new Set<string>();
 
   constructor(readonly root: string) {
     this.tmpDirectory = path.join(root, 'tmp');
@@ -27,8 +29,20 @@ export class StorageArea {
   /** Moves a complete temporary file into place under `uuid`. */
   async moveIntoPlace(temporaryPath: string, uuid: string): Promise<void> {
     const target = this.pathOf(uuid);
-    await fsp.mkdir(path.dirname(target), { recursive: true });
-    await fsp.rename(temporaryPath, target);
+    const directory = path.dirname(target);
+    // 65536 folders at most, made once each: a rename into a known folder needs no mkdir first
+    if (!this.directories.has(directory)) {
+      await fsp.mkdir(directory, { recursive: true });
+      this.directories.add(directory);
+    }
+    try {
+      await fsp.rename(temporaryPath, target);
+    } catch (error) {
+      // the folder was removed meanwhile (by hand): make it again
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || !fs.existsSync(temporaryPath)) throw error;
+      await fsp.mkdir(directory, { recursive: true });
+      await fsp.rename(temporaryPath, target);
+    }
   }
 
   async writeTemporary(buffer: Buffer): Promise<string> {

@@ -14,7 +14,7 @@ import { mapLimit } from '../map-limit';
 import { GenerationCache, type ChangeGeneration } from './core-cache';
 import type { OrthancHttp } from './orthanc-http';
 import { normalizeResource, parentOf } from './orthanc-resources';
-import { RequestedTagsEmulator, rekeyRequestedTags } from './requested-tags';
+import { RequestedTagsEmulator, rekeyRequestedTags, type StudySummary } from './requested-tags';
 
 /** What a core can do, from its GET /system. */
 export interface CoreFeatures {
@@ -91,11 +91,12 @@ function nonNegative(value: number | undefined, name: string): number {
   return value;
 }
 
-/** Attribute values read from files, kept while the core is unchanged (see core-cache.ts). */
+/** Attribute values read from files and study summaries, kept while the core is unchanged (see core-cache.ts). */
 const FILE_VALUE_CACHE_ENTRIES = 50_000;
 
 export class RemoteFinder {
   private readonly fileValues = new GenerationCache<string | null>(FILE_VALUE_CACHE_ENTRIES);
+  private readonly studies = new GenerationCache<StudySummary>(FILE_VALUE_CACHE_ENTRIES);
 
   constructor(
     private readonly http: OrthancHttp,
@@ -184,7 +185,7 @@ export class RemoteFinder {
   private async withRequestedTags(resources: Resource[], requested: string[]): Promise<Resource[]> {
     // read after the search: values cached at this sequence number describe the core as the search saw it or later
     const seq = resources.length > 0 ? await this.generation?.current() : undefined;
-    const fileValues = { cache: this.fileValues, seq };
+    const fileValues = { cache: this.fileValues, seq, studies: this.studies };
     return mapLimit(resources, RESOURCE_CONCURRENCY, async (resource) => ({
       ...resource,
       RequestedTags: await new RequestedTagsEmulator(this.http, resource, fileValues).answer(requested),

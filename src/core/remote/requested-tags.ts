@@ -41,12 +41,21 @@ export function rekeyRequestedTags(answer: Record<string, string> | undefined, r
 }
 
 /**
- * Values read from files, by "{resource id}|{tag}" (null: the file has none), with the core's change sequence
- * number they were read at (see core-cache.ts): a search repeated on an unchanged core opens no file.
+ * Values read from files, by "{resource id}|{tag}" (null: the file has none), with the core's change generation
+ * they were read at (see core-cache.ts): a search repeated on an unchanged core opens no file.
  */
 export interface FileValueCache {
   cache: GenerationCache<string | null>;
-  seq: number | undefined;
+  seq: string | undefined;
+  /** A study's instance count and ModalitiesInStudy, by study id, under the same rule. */
+  studies?: GenerationCache<StudySummary>;
+}
+
+export interface StudySummary {
+  instances: number;
+  modalities: string;
+  /** SOPClassesInStudy, once asked (one metadata read per instance). */
+  sopClasses?: string;
 }
 
 /** Computes the requested attributes of one resource; every core call is made at most once. */
@@ -85,11 +94,14 @@ export class RequestedTagsEmulator {
         return String(childrenOf(r).length);
       case 'Study/00201208': // NumberOfStudyRelatedInstances
         // the series list (wanted anyway for ModalitiesInStudy and the first file) holds every instance
-        return String((await this.studySeries()).reduce((sum, series) => sum + childrenOf(series).length, 0));
+        return String((await this.studySummary()).instances);
       case 'Study/00080061': // ModalitiesInStudy
-        return this.modalitiesInStudy();
-      case 'Study/00080062': // SOPClassesInStudy
-        return this.sopClassesInStudy();
+        return (await this.studySummary()).modalities;
+      case 'Study/00080062': { // SOPClassesInStudy
+        const summary = await this.studySummary();
+        summary.sopClasses ??= await this.sopClassesInStudy();
+        return summary.sopClasses;
+      }
       case 'Series/00201209': // NumberOfSeriesRelatedInstances
         return String(childrenOf(r).length);
       default:
@@ -132,10 +144,15 @@ export class RequestedTagsEmulator {
     return this.statistics;
   }
 
-  private async modalitiesInStudy(): Promise<string> {
+  private async studySummary(): Promise<StudySummary> {
+    const cache = this.fileValues?.studies;
+    const cached = cache?.get(this.resource.ID, this.fileValues?.seq);
+    if (cached) return cached;
     const series = await this.studySeries();
     const modalities = series.map((s) => s.MainDicomTags.Modality).filter((m): m is string => !!m);
-    return distinctSorted(modalities);
+    const summary = { instances: series.reduce((sum, s) => sum + childrenOf(s).length, 0), modalities: distinctSorted(modalities) };
+    cache?.set(this.resource.ID, this.fileValues?.seq, summary);
+    return summary;
   }
 
   private async sopClassesInStudy(): Promise<string> {
