@@ -20,6 +20,7 @@ import {
   type ImageAttributes,
 } from './element-scanner';
 import { encodingOf, TS } from './transfer-syntax';
+import { Lru } from '../core/lru';
 
 /** Why a frame cannot be served; `status` is the HTTP status a client should see. */
 export class PixelDataError extends Error {
@@ -169,38 +170,12 @@ export function shiftBits(bytes: Buffer, shift: number, bitLength: number): Buff
 // ------------------------------------------------------------------------------------------------
 // Files on disk, with a small per-file cache of frame indexes.
 
-/** A tiny LRU map: the most recently used entries survive. */
-export class LruCache<K, V> {
-  private readonly entries = new Map<K, V>();
-
-  constructor(private readonly capacity: number) {}
-
-  get(key: K): V | undefined {
-    const value = this.entries.get(key);
-    if (value !== undefined) {
-      this.entries.delete(key);
-      this.entries.set(key, value);
-    }
-    return value;
-  }
-
-  set(key: K, value: V): void {
-    this.entries.delete(key);
-    this.entries.set(key, value);
-    while (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value as K);
-  }
-
-  delete(key: K): void {
-    this.entries.delete(key);
-  }
-}
-
 /** Part 10 bytes of a Deflated file with its data set inflated (to be scanned with `inflated: true`). */
 export function inflateDataset(file: Buffer, datasetOffset: number): Buffer {
   return Buffer.concat([file.subarray(0, datasetOffset), inflateRawSync(file.subarray(datasetOffset))]);
 }
 
-const frameIndexes = new LruCache<string, FrameIndex>(256);
+const frameIndexes = new Lru<string, FrameIndex>(256);
 
 /**
  * One stored frame of a file (0-based), as stored: native bytes in the file's byte order, or the

@@ -8,7 +8,8 @@ import type { NativeCore } from '../core/native-model';
 import { readDataset } from '../dicom/dataset-reader';
 import type { DicomDataset } from '../dicom/dicom-file';
 import { bufferSource, DicomScanError, NeedMoreData, scanDicom, scanStreamHead, type DicomLayout } from '../dicom/element-scanner';
-import { inflateDataset, LruCache } from '../dicom/pixel-data';
+import { inflateDataset } from '../dicom/pixel-data';
+import { Lru } from '../core/lru';
 import { encodingOf } from '../dicom/transfer-syntax';
 import { HttpError } from '../server/errors';
 import type { InstanceRef } from './wado-resources';
@@ -28,7 +29,7 @@ async function readLayout(core: NativeCore, ref: InstanceRef): Promise<DicomLayo
   }
 }
 
-const layouts = new LruCache<string, DicomLayout>(512);
+const layouts = new Lru<string, DicomLayout>(512);
 
 /**
  * The layout of an instance, cached by file (frames need it on every request). For a Deflated file,

@@ -5,32 +5,7 @@
  * change, so a cached answer is never older than the core's state at the start of the request.
  */
 import type { OrthancHttp } from './orthanc-http';
-
-/** A bounded map that forgets the least recently used entry. */
-export class Lru<K, V> {
-  private readonly map = new Map<K, V>();
-
-  constructor(private readonly capacity: number) {}
-
-  get(key: K): V | undefined {
-    const value = this.map.get(key);
-    if (value !== undefined) {
-      this.map.delete(key);
-      this.map.set(key, value);
-    }
-    return value;
-  }
-
-  set(key: K, value: V): void {
-    this.map.delete(key);
-    this.map.set(key, value);
-    if (this.map.size > this.capacity) this.map.delete(this.map.keys().next().value as K);
-  }
-
-  clear(): void {
-    this.map.clear();
-  }
-}
+import { Lru } from '../lru';
 
 /**
  * A token that changes whenever the core's content does; concurrent callers share one request. Undefined when unknown.
