@@ -1,7 +1,8 @@
 /**
  * /dicom-web/servers/...: the client primitives of the Orthanc DICOMweb plugin (DicomWebClient.cpp).
  * Only servers of the registry are reachable, and only under their base URL.
- * Jobs: only synchronous calls for now ("Synchronous": false answers 400).
+ * stow and retrieve also run as jobs ("Synchronous": false or "Asynchronous": true): the answer is {ID, Path}
+ * and the job's Content is what the synchronous call would have answered.
  */
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -14,9 +15,10 @@ import type { NativeCore } from '../core/native-model';
 import { getMultipartBoundary, MultipartError, parseMultipart } from '../dicom/multipart-parser';
 import { tagToKeyword } from '../dicom/dictionary';
 import { HttpError } from '../server/errors';
+import { isAsynchronous, jobsOf, priorityOf, submitJob } from '../server/jobs';
 import { readJson, remoteError, resolveServerUrl, sendOutbound, type OutboundResponse } from './outbound-http';
 import { createServerRegistry, parseServerDefinition, publicDefinition, requireServer, serverOperations, type ServerRegistry } from './server-registry';
-import { resolveStowResources, sendStow } from './stow-sender';
+import { resolveStowResources, sendStow, type StowItem, type StowSummary } from './stow-sender';
 
 export interface DicomWebClientContext {
   config: GatewayConfig;
@@ -49,12 +51,6 @@ function stringMap(body: Record<string, unknown>, key: string): Record<string, s
 function requiredUri(body: Record<string, unknown>): string {
   if (typeof body.Uri !== 'string') throw new HttpError(400, 'The body must have a "Uri" string, relative to the server URL');
   return body.Uri;
-}
-
-/** Jobs are not implemented: refuse asynchronous calls rather than silently running them synchronously. */
-function requireSynchronous(body: Record<string, unknown>): void {
-  const asynchronous = body.Synchronous === false || body.Asynchronous === true;
-  if (asynchronous) throw new HttpError(400, 'Asynchronous jobs are not available yet: use "Synchronous": true');
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'upgrade', 'proxy-authenticate', 'trailer', 'te', 'set-cookie', 'www-authenticate']);
@@ -111,6 +107,8 @@ function retrievePath(resource: unknown): string {
 interface RetrieveOutcome {
   instances: string[];
   networkSize: number;
+  /** Called after each stored instance (job Content and progress). */
+  onStored?: () => void;
 }
 
 /** Stores each application/dicom part of a WADO-RS answer through a temp file (the core takes it over). */
@@ -137,6 +135,7 @@ async function storeParts(core: NativeCore, response: OutboundResponse, outcome:
       outcome.networkSize += size;
       const stored = await core.storeInstance({ file });
       outcome.instances.push(stored.ID);
+      outcome.onStored?.();
     }
   } catch (error) {
     response.body.destroy();
@@ -220,41 +219,93 @@ export function dicomWebClientRouter(context: DicomWebClientContext, registry: S
     const name = String(req.params.name);
     const target = server(req);
     const body = bodyObject(req);
-    requireSynchronous(body);
     const items = await resolveStowResources(core, body.Resources);
-    const summary = await sendStow(config, core, target, items, stringMap(body, 'HttpHeaders'));
-    // The plugin's job content has string values; we keep its keys and spelling.
-    res.json({
-      Resources: body.Resources,
-      Server: name,
-      InstancesCount: String(summary.instancesCount),
-      FailedInstancesCount: String(summary.failedInstancesCount),
-      NetworkSizeMB: String(Math.floor(summary.networkSize / MB)),
-    });
+    const headers = stringMap(body, 'HttpHeaders');
+    const content = (summary: StowSummary): Record<string, unknown> => stowContent(name, body.Resources, summary);
+    if (!isAsynchronous(body)) {
+      res.json(content(await sendStow(config, core, target, items, headers)));
+      return;
+    }
+    const total = Math.max(1, totalSize(items));
+    const empty: StowSummary = { instancesCount: items.length, failedInstancesCount: 0, networkSize: 0, requests: 0 };
+    res.json(
+      submitJob(jobsOf(core), {
+        type: 'DicomWebStowClient',
+        priority: priorityOf(body),
+        content: content(empty),
+        work: async ({ signal, progress, setContent }) =>
+          content(
+            await sendStow(config, core, target, items, headers, {
+              signal,
+              onBytes: (bytes) => progress((100 * bytes) / total),
+              onBatch: (summary) => setContent(content(summary)),
+            }),
+          ),
+      }),
+    );
   });
 
   router.post('/servers/:name/retrieve', json, async (req, res) => {
     const target = server(req);
     const body = bodyObject(req);
-    requireSynchronous(body);
     if (!Array.isArray(body.Resources)) throw new HttpError(400, 'The body must be a JSON object containing an array "Resources"');
     const paths = body.Resources.map(retrievePath);
     const args = stringMap(body, 'GetArguments');
     const extra = stringMap(body, 'HttpHeaders');
     const hasAccept = Object.keys(extra).some((h) => h.toLowerCase() === 'accept');
     const headers = hasAccept ? extra : { accept: 'multipart/related; type="application/dicom"; transfer-syntax=*', ...extra };
-    const outcome: RetrieveOutcome = { instances: [], networkSize: 0 };
-    for (const path of paths) {
-      const response = await sendOutbound(config, target, { method: 'GET', url: resolveServerUrl(target, path, args), headers });
+    const fetchPath = async (path: string, outcome: RetrieveOutcome, signal?: AbortSignal): Promise<void> => {
+      const response = await sendOutbound(config, target, { method: 'GET', url: resolveServerUrl(target, path, args), headers, signal });
       if (response.status !== 200) throw await remoteError(`WADO-RS ${path} failed`, response);
       await storeParts(core, response, outcome);
+    };
+    if (!isAsynchronous(body)) {
+      const outcome: RetrieveOutcome = { instances: [], networkSize: 0 };
+      for (const path of paths) await fetchPath(path, outcome);
+      res.json(retrieveContent(outcome));
+      return;
     }
-    res.json({
-      ReceivedInstancesCount: String(outcome.instances.length),
-      NetworkUsageMB: String(Math.floor(outcome.networkSize / MB)),
-      Instances: outcome.instances,
-    });
+    res.json(
+      submitJob(jobsOf(core), {
+        type: 'DicomWebWadoRetrieveClient',
+        priority: priorityOf(body),
+        content: retrieveContent({ instances: [], networkSize: 0 }),
+        work: async ({ signal, progress, setContent }) => {
+          // published after each instance: a canceled retrieve keeps (and shows) what it already stored, as Orthanc does
+          const outcome: RetrieveOutcome = { instances: [], networkSize: 0, onStored: () => setContent(retrieveContent(outcome)) };
+          for (const [index, path] of paths.entries()) {
+            signal.throwIfAborted();
+            await fetchPath(path, outcome, signal);
+            progress((100 * (index + 1)) / paths.length);
+          }
+          return retrieveContent(outcome);
+        },
+      }),
+    );
   });
 
   return router;
+}
+
+function totalSize(items: readonly StowItem[]): number {
+  return items.reduce((sum, item) => sum + item.size, 0);
+}
+
+/** The plugin's stow job content has string values; we keep its keys and spelling. */
+function stowContent(server: string, resources: unknown, summary: StowSummary): Record<string, unknown> {
+  return {
+    Resources: resources,
+    Server: server,
+    InstancesCount: String(summary.instancesCount),
+    FailedInstancesCount: String(summary.failedInstancesCount),
+    NetworkSizeMB: String(Math.floor(summary.networkSize / MB)),
+  };
+}
+
+function retrieveContent(outcome: RetrieveOutcome): Record<string, unknown> {
+  return {
+    ReceivedInstancesCount: String(outcome.instances.length),
+    NetworkUsageMB: String(Math.floor(outcome.networkSize / MB)),
+    Instances: [...outcome.instances],
+  };
 }

@@ -16,6 +16,8 @@ export interface OutboundRequest {
   /** Per-request headers (the body's HttpHeaders); they override the server's. */
   headers?: Record<string, string>;
   body?: Readable | Buffer | string;
+  /** Aborts the request, or the reading of its answer (a canceled job). */
+  signal?: AbortSignal;
 }
 
 export interface OutboundResponse {
@@ -94,12 +96,14 @@ export async function sendOutbound(config: GatewayConfig, server: DicomWebServer
       headers: outboundHeaders(server, req.headers),
       body: req.body,
       dispatcher,
+      ...(req.signal ? { signal: req.signal } : {}),
     });
     // One dispatcher per call: released once the answer was read or dropped.
     response.body.once('close', () => void dispatcher.close().catch(() => undefined));
     return { status: response.statusCode, headers: response.headers, body: response.body };
   } catch (error) {
     void dispatcher.destroy().catch(() => undefined);
+    if (req.signal?.aborted) throw new Error('The request was canceled');
     const code = (error as { code?: string }).code ?? '';
     const where = new URL(req.url).origin;
     if (code.includes('TIMEOUT')) throw new HttpError(504, 'Timeout while contacting the DICOMweb server', `${where}: ${code}`);

@@ -30,6 +30,15 @@ export interface StowSummary {
   requests: number;
 }
 
+/** What an asynchronous stow (a job) needs: cancellation, and progress as the body streams out. */
+export interface StowControl {
+  signal?: AbortSignal;
+  /** Called with the bytes of instance files read into a request body so far (all batches together). */
+  onBytes?: (bytes: number) => void;
+  /** Called after each batch with the summary so far. */
+  onBatch?: (summary: StowSummary) => void;
+}
+
 const LEVELS: ResourceLevel[] = ['Instance', 'Series', 'Study', 'Patient'];
 const MB = 1024 * 1024;
 
@@ -90,18 +99,20 @@ export function stowBodyLength(boundary: string, batch: readonly StowItem[]): nu
   return length;
 }
 
-async function* batchParts(core: NativeCore, batch: readonly StowItem[]): AsyncGenerator<MultipartBodyPart> {
+async function* batchParts(core: NativeCore, batch: readonly StowItem[], onChunk?: (bytes: number) => void): AsyncGenerator<MultipartBodyPart> {
   for (const item of batch) {
     const file = await core.readInstanceFile(item.id);
-    yield { headers: { contentType: PART_TYPE, contentLength: item.size }, body: checkedSize(file.stream, item.size, item.id) };
+    yield { headers: { contentType: PART_TYPE, contentLength: item.size }, body: checkedSize(file.stream, item.size, item.id, onChunk) };
   }
 }
 
 /** The bytes of a file, failing if their count differs from the size announced in the part header. */
-async function* checkedSize(stream: AsyncIterable<Uint8Array>, size: number, id: string): AsyncGenerator<Uint8Array> {
+async function* checkedSize(stream: AsyncIterable<Uint8Array>, size: number, id: string, onChunk?: (bytes: number) => void): AsyncGenerator<Uint8Array> {
   let seen = 0;
   for await (const chunk of stream) {
     seen += chunk.length;
+    // the body is pulled as undici sends it, so bytes read approximate bytes sent
+    onChunk?.(chunk.length);
     yield chunk;
   }
   if (seen !== size) throw new Error(`instance ${id}: read ${seen} bytes, expected ${size}`);
@@ -128,6 +139,8 @@ async function sendBatch(
   server: DicomWebServerConfig,
   batch: readonly StowItem[],
   extraHeaders: Record<string, string>,
+  control: StowControl,
+  onChunk: (bytes: number) => void,
 ): Promise<number> {
   const boundary = createBoundary();
   const headers: Record<string, string> = {
@@ -137,8 +150,9 @@ async function sendBatch(
   };
   // Without chunked transfers, undici sends Content-Length instead of Transfer-Encoding: chunked.
   if (!server.chunkedTransfers) headers['content-length'] = String(stowBodyLength(boundary, batch));
-  const body = Readable.from(encodeMultipart(boundary, batchParts(core, batch)));
-  const response = await sendOutbound(config, server, { method: 'POST', url: resolveServerUrl(server, 'studies'), headers, body });
+  const body = Readable.from(encodeMultipart(boundary, batchParts(core, batch, onChunk)));
+  const url = resolveServerUrl(server, 'studies');
+  const response = await sendOutbound(config, server, { method: 'POST', url, headers, body, signal: control.signal });
   // 202 is a partial success (some failures listed in the answer); 409 = all failed but still a STOW answer.
   if (response.status !== 200 && response.status !== 202 && response.status !== 409) {
     throw await remoteError('STOW-RS failed', response);
@@ -152,13 +166,21 @@ export async function sendStow(
   server: DicomWebServerConfig,
   items: readonly StowItem[],
   extraHeaders: Record<string, string>,
+  control: StowControl = {},
 ): Promise<StowSummary> {
   const batches = planStowBatches(items, config.dicomWeb.stowMaxInstances, config.dicomWeb.stowMaxSize);
   const summary: StowSummary = { instancesCount: items.length, failedInstancesCount: 0, networkSize: 0, requests: 0 };
+  let bytes = 0;
+  const onChunk = (n: number): void => {
+    bytes += n;
+    control.onBytes?.(bytes);
+  };
   for (const batch of batches) {
-    summary.failedInstancesCount += await sendBatch(config, core, server, batch, extraHeaders);
+    control.signal?.throwIfAborted();
+    summary.failedInstancesCount += await sendBatch(config, core, server, batch, extraHeaders, control, onChunk);
     summary.networkSize += batch.reduce((sum, item) => sum + item.size, 0);
     summary.requests++;
+    control.onBatch?.(summary);
   }
   return summary;
 }

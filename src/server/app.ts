@@ -12,6 +12,8 @@ import { basicAuth } from './auth';
 import { compressText } from './compress';
 import { cors, resourcePolicy } from './cors';
 import { errorHandler, sendError } from './errors';
+import { jobsOf } from './jobs';
+import { jobsRouter } from './jobs-routes';
 import { logger } from './logger';
 import { ohifRouter } from './ohif';
 
@@ -53,6 +55,11 @@ export function createApp(config: GatewayConfig, core: NativeCore = createCore(c
   if (config.dicomWeb.enableWado) app.use(config.dicomWeb.wadoRoot, corp, wadoUriRouter({ config, core }));
   if (config.ohifRoot) app.use(config.ohifRoot.replace(/\/$/, ''), ohifRouter(config, config.ohifRoot));
   let closeProxy = (): void => undefined;
+  // before the native router and the proxy: our job ids are answered here, any other falls through to Orthanc
+  const jobs = jobsOf(core);
+  const remoteJobs =
+    core instanceof RemoteCore ? (expand: boolean) => core.http.json<unknown[]>('GET', expand ? '/jobs?expand' : '/jobs') : undefined;
+  app.use(jobsRouter(jobs, { remoteJobs }));
   // the DICOM server (DicomServerEnabled) and /modalities belong to the embedded core; a remote Orthanc has its own
   let dicomNetwork: DicomNetwork | undefined;
   if (core instanceof EmbeddedCore) {
@@ -75,6 +82,7 @@ export function createApp(config: GatewayConfig, core: NativeCore = createCore(c
     core,
     close: async () => {
       closeProxy();
+      await jobs.close();
       await dicomNetwork?.close();
       await core.close();
     },

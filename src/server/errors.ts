@@ -53,8 +53,13 @@ const ORTHANC_ERRORS: Record<number, [string, number]> = {
   507: ['The file storage is full', 19],
 };
 
+/** Orthanc's error name and code for an HTTP status (jobs report them as ErrorDescription / ErrorCode). */
+export function orthancErrorOf(status: number): [string, number] {
+  return ORTHANC_ERRORS[status] ?? ['Internal error', -1];
+}
+
 export function errorBody(req: Request, status: number, message: string, details?: string): Record<string, unknown> {
-  const [orthancError, orthancStatus] = ORTHANC_ERRORS[status] ?? ['Internal error', -1];
+  const [orthancError, orthancStatus] = orthancErrorOf(status);
   return {
     HttpError: REASONS[status] ?? 'Error',
     HttpStatus: status,

@@ -88,7 +88,14 @@ describe('DICOMweb client against a real Orthanc + DICOMweb plugin (Basic auth)'
     expect(qido.body).toHaveLength(2);
     expect(qido.body[0].StudyInstanceUID).toBe(study.StudyInstanceUID);
 
-    await request(gateway.app).post(`${SERVERS}/orthanc/stow`).send({ Resources: [studyId], Synchronous: false }).expect(400);
+    // asynchronous: a job whose Content is the synchronous answer (bounded polling)
+    const async = await request(gateway.app).post(`${SERVERS}/orthanc/stow`).send({ Resources: [studyId], Synchronous: false }).expect(200);
+    let job: Record<string, unknown> = {};
+    for (let tries = 0; tries < 200 && job.State !== 'Success' && job.State !== 'Failure'; tries++) {
+      if (tries > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+      job = (await request(gateway.app).get(async.body.Path as string).expect(200)).body;
+    }
+    expect(job).toMatchObject({ State: 'Success', Content: { Server: 'orthanc', InstancesCount: '4', FailedInstancesCount: '0' } });
     await request(gateway.app).post(`${SERVERS}/orthanc/stow`).send({ Resources: ['unknown-id'] }).expect(404);
   });
 

@@ -26,6 +26,8 @@ export interface ScuOptions {
   localAet: string;
   /** Seconds for the whole association; 0 or absent = DEFAULT_SCU_TIMEOUT_SECONDS. */
   timeout?: number;
+  /** Aborts the association (a canceled job). */
+  signal?: AbortSignal;
 }
 
 export class DimseError extends Error {
@@ -69,6 +71,21 @@ function runAssociation(peer: Peer, options: ScuOptions, operation: string, work
       finish(failure);
     });
     client.on('closed', () => finish(failure));
+    const { signal } = options;
+    if (signal?.aborted) return finish(new DimseError(`${operation} to ${describe(peer)}: canceled`));
+    signal?.addEventListener(
+      'abort',
+      () => {
+        if (settled) return;
+        try {
+          client.abort();
+        } catch {
+          // no association yet (still connecting): settling is enough, the socket times out on its own
+        }
+        finish(new DimseError(`${operation} to ${describe(peer)}: canceled`));
+      },
+      { once: true },
+    );
     client.send(peer.host, peer.port, options.localAet, peer.aet, {
       connectTimeout: timeoutMs,
       associationTimeout: timeoutMs,
@@ -91,7 +108,12 @@ export interface MoveOriginator {
 }
 
 /** C-STOREs the files in one association; answers, per file, whether the peer accepted it. */
-export async function storeFiles(peer: Peer, files: string[], options: ScuOptions & { moveOriginator?: MoveOriginator }): Promise<boolean[]> {
+export async function storeFiles(
+  peer: Peer,
+  files: string[],
+  options: ScuOptions & { moveOriginator?: MoveOriginator; onAnswered?: (answered: number) => void },
+): Promise<boolean[]> {
+  let answered = 0;
   const accepted = files.map(() => false);
   const work = files.map((file, index) => {
     const request = new CStoreRequest(file);
@@ -103,6 +125,7 @@ export async function storeFiles(peer: Peer, files: string[], options: ScuOption
       // warnings (0xBxxx) mean stored with coercion, as Orthanc counts them
       const status = response.getStatus();
       accepted[index] = status === Status.Success || (status & 0xf000) === 0xb000;
+      options.onAnswered?.(++answered);
       // the client keeps every request until the association ends: drop the loaded data set so memory stays at one instance
       request.setDataset(undefined as unknown as InstanceType<typeof Dataset>);
     });

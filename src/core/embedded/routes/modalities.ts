@@ -1,6 +1,7 @@
 /**
  * Orthanc's DICOM network REST API for the embedded core: /modalities (echo, store, query, move) and
- * /queries (answers, retrieve). Every operation is synchronous: the HTTP answer comes when the association ends.
+ * /queries (answers, retrieve). By default the HTTP answer comes when the association ends; store, move and retrieve
+ * also run as jobs ("Synchronous": false or "Asynchronous": true), answering {ID, Path} at once.
  */
 import { Router, type Request } from 'express';
 import type { EmbeddedCore } from '../embedded-core';
@@ -8,6 +9,7 @@ import type { ResourceLevel } from '../../native-model';
 import { LEVELS, LEVEL_UID_TAG, levelIndex } from '../../main-dicom-tags';
 import { normalizeTag, tagToKeyword } from '../../../dicom/dictionary';
 import { HttpError } from '../../../server/errors';
+import { isAsynchronous, jobsOf, priorityOf, submitJob, type JobWork } from '../../../server/jobs';
 import { anyBodyAsText, jsonBody } from './tools';
 import { dicomNetworkOf, type DicomNetwork, type StoredQuery } from '../dicom-network/dicom-network';
 import { checkModalityName, modalityJson, parseModalityBody } from '../dicom-network/modality-registry';
@@ -86,6 +88,12 @@ function retrieveIdentifier(answer: NaturalizedElements, level: ResourceLevel): 
   return Object.fromEntries(uniqueKeys(level).filter((key) => answer[key] !== undefined).map((key) => [key, answer[key]]));
 }
 
+/** Runs `work` now and answers its result, or as a job answering {ID, Path}, as the body asks. */
+function runOrSubmit(core: EmbeddedCore, body: Body, type: string, work: JobWork): Promise<Record<string, unknown>> | Record<string, unknown> {
+  if (!isAsynchronous(body)) return work({ signal: new AbortController().signal, progress: () => undefined, setContent: () => undefined });
+  return submitJob(jobsOf(core), { type, priority: priorityOf(body), work });
+}
+
 export function modalityRoutes(core: EmbeddedCore): Router {
   const router = Router();
   const network = (): DicomNetwork => {
@@ -142,31 +150,32 @@ export function modalityRoutes(core: EmbeddedCore): Router {
       throw new HttpError(400, 'Field "MoveOriginatorID" must be an integer between 0 and 65535');
     }
     const originatorAet = options.MoveOriginatorAet === undefined ? undefined : aetField(options, 'MoveOriginatorAet', '');
-    const accepted = await overDimse(() =>
-      storeFiles(
-        modality,
-        files.map((f) => f.path),
-        {
-          localAet,
-          timeout: timeoutOf(options),
-          moveOriginator: originatorAet ? { aet: originatorAet, messageId: typeof originatorId === 'number' ? originatorId : 0 } : undefined,
-        },
-      ),
-    );
-    if (net.config.logExportedResources) files.forEach((file, n) => accepted[n] && logExportedInstance(core, file.id, modality.aet));
-    const failed = accepted.filter((ok) => !ok).length;
-    // as Orthanc's store job: one refused instance fails the whole request unless "Permissive"
-    if (failed > 0 && options.Permissive !== true) {
-      throw new HttpError(502, `C-STORE to AET "${modality.aet}": ${failed} of ${files.length} instances were refused`);
-    }
-    res.json({
-      Description: 'REST API',
-      FailedInstancesCount: failed,
-      InstancesCount: files.length,
-      LocalAet: localAet,
-      ParentResources: resources,
-      RemoteAet: modality.aet,
-    });
+    const moveOriginator = originatorAet ? { aet: originatorAet, messageId: typeof originatorId === 'number' ? originatorId : 0 } : undefined;
+    const timeout = timeoutOf(options); // checked now: a bad field is a 400, not a failed job
+    const work: JobWork = async ({ signal, progress }) => {
+      const accepted = await overDimse(() =>
+        storeFiles(
+          modality,
+          files.map((f) => f.path),
+          { localAet, timeout, moveOriginator, signal, onAnswered: (n) => progress((100 * n) / files.length) },
+        ),
+      );
+      if (net.config.logExportedResources) files.forEach((file, n) => accepted[n] && logExportedInstance(core, file.id, modality.aet));
+      const failed = accepted.filter((ok) => !ok).length;
+      // as Orthanc's store job: one refused instance fails the whole request unless "Permissive"
+      if (failed > 0 && options.Permissive !== true) {
+        throw new HttpError(502, `C-STORE to AET "${modality.aet}": ${failed} of ${files.length} instances were refused`);
+      }
+      return {
+        Description: 'REST API',
+        FailedInstancesCount: failed,
+        InstancesCount: files.length,
+        LocalAet: localAet,
+        ParentResources: resources,
+        RemoteAet: modality.aet,
+      };
+    };
+    res.json(await runOrSubmit(core, options, 'DicomModalityStore', work));
   });
 
   router.post('/modalities/:name/query', anyBodyAsText, async (req, res) => {
@@ -193,8 +202,12 @@ export function modalityRoutes(core: EmbeddedCore): Router {
     const identifiers = body.Resources.map((r) => identifierOf(r, 'Resources'));
     const targetAet = aetField(body, 'TargetAet', net.aet);
     const localAet = aetField(body, 'LocalAet', net.aet);
-    await overDimse(() => move(modality, level, identifiers, targetAet, { localAet, timeout: timeoutOf(body) }));
-    res.json({ Description: 'REST API', LocalAet: localAet, Query: identifiers.map(simplifiedJson), RemoteAet: modality.aet, TargetAet: targetAet });
+    const timeout = timeoutOf(body);
+    const work: JobWork = async ({ signal }) => {
+      await overDimse(() => move(modality, level, identifiers, targetAet, { localAet, timeout, signal }));
+      return { Description: 'REST API', LocalAet: localAet, Query: identifiers.map(simplifiedJson), RemoteAet: modality.aet, TargetAet: targetAet };
+    };
+    res.json(await runOrSubmit(core, body, 'DicomMoveScu', work));
   });
 
   // ------------------------------------------------------------------ /queries
@@ -212,7 +225,7 @@ export function modalityRoutes(core: EmbeddedCore): Router {
   const contentOf = (req: Request, answer: NaturalizedElements): Record<string, unknown> =>
     req.query.simplify !== undefined || req.query.short !== undefined ? simplifiedJson(answer) : fullJson(answer);
 
-  /** C-MOVE of answers to TargetAet (default: us), answered like Orthanc's synchronous retrieve job. */
+  /** C-MOVE of answers to TargetAet (default: us), answered like Orthanc's retrieve job (or as that job). */
   const retrieve = async (req: Request, stored: StoredQuery, answers: NaturalizedElements[]): Promise<Record<string, unknown>> => {
     const net = network();
     const modality = net.modalities.require(stored.modality);
@@ -221,8 +234,12 @@ export function modalityRoutes(core: EmbeddedCore): Router {
     const body: Body = text === '' ? {} : text.startsWith('{') ? optionalObject(req) : { TargetAet: text };
     const targetAet = aetField(body, 'TargetAet', net.aet);
     const identifiers = answers.map((answer) => retrieveIdentifier(answer, stored.level));
-    await overDimse(() => move(modality, stored.level, identifiers, targetAet, { localAet: net.aet, timeout: timeoutOf(body) }));
-    return { Description: 'REST API', LocalAet: net.aet, Query: identifiers.map(simplifiedJson), RemoteAet: modality.aet, TargetAet: targetAet };
+    const timeout = timeoutOf(body);
+    const work: JobWork = async ({ signal }) => {
+      await overDimse(() => move(modality, stored.level, identifiers, targetAet, { localAet: net.aet, timeout, signal }));
+      return { Description: 'REST API', LocalAet: net.aet, Query: identifiers.map(simplifiedJson), RemoteAet: modality.aet, TargetAet: targetAet };
+    };
+    return runOrSubmit(core, body, 'DicomMoveScu', work);
   };
 
   router.get('/queries', (_req, res) => {

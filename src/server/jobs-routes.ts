@@ -1,0 +1,60 @@
+/**
+ * /jobs: Orthanc's job API for the jobs the gateway runs itself.
+ *
+ * With a remote core, Orthanc has jobs of its own: a /jobs/{id} that is not ours falls through (next()) to the
+ * proxy, and GET /jobs answers Orthanc's list followed by ours (the gateway's jobs live in this process only,
+ * so another gateway in front of the same Orthanc does not list them).
+ */
+import { Router, type NextFunction, type Request, type Response } from 'express';
+import type { JobEngine } from './jobs';
+import { HttpError } from './errors';
+
+export interface JobsRouterOptions {
+  /** With a remote core: its own job list (ids, or expanded objects), shown before ours. */
+  remoteJobs?: (expand: boolean) => Promise<unknown[]>;
+}
+
+type JobAction = 'cancel' | 'pause' | 'resume' | 'resubmit';
+const ACTIONS: JobAction[] = ['cancel', 'pause', 'resume', 'resubmit'];
+
+export function jobsRouter(engine: JobEngine, options: JobsRouterOptions = {}): Router {
+  const router = Router();
+  // embedded: every id is ours, so an unknown one is our 404; remote: it may be Orthanc's
+  const unknown = (req: Request, next: NextFunction): void => {
+    if (options.remoteJobs) next();
+    else throw new HttpError(404, `Unknown job: ${String(req.params.id)}`);
+  };
+
+  router.get('/jobs', async (req: Request, res: Response) => {
+    const expand = req.query.expand !== undefined;
+    const ours = expand ? engine.ids().map((id) => engine.describe(id)) : engine.ids();
+    const theirs = options.remoteJobs ? await options.remoteJobs(expand) : [];
+    res.json([...theirs, ...ours]);
+  });
+
+  router.get('/jobs/:id', (req, res, next) => {
+    const job = engine.describe(String(req.params.id));
+    if (job) res.json(job);
+    else unknown(req, next);
+  });
+
+  for (const action of ACTIONS) {
+    router.post(`/jobs/:id/${action}`, (req, res, next) => {
+      const id = String(req.params.id);
+      if (!engine.has(id)) {
+        unknown(req, next);
+        return;
+      }
+      engine[action](id);
+      res.json({});
+    });
+  }
+
+  // our jobs have no outputs (archives are answered synchronously)
+  router.get('/jobs/:id/:output', (req, res, next) => {
+    if (!engine.has(String(req.params.id))) unknown(req, next);
+    else throw new HttpError(404, `Job ${String(req.params.id)} has no output "${String(req.params.output)}"`);
+  });
+
+  return router;
+}
