@@ -123,7 +123,7 @@ export function toMarkdown(report: BenchReport): string {
     `* Scale: \`${report.settings.scale}\` — ${Object.values(report.dataSets).join('; ')}`,
     ...(report.settings.scale === 'full'
       ? []
-      : ['* Scaled down from the issue\'s sizes (CT 500 slices, 5000 studies, 100 frames): that run does not fit in 15 minutes with three systems on this 2-core machine; `BENCH_SCALE=full npm run bench` runs it.']),
+      : ['* Scaled down from the issue\'s sizes (CT 500 slices, 5000 studies, 100 frames); `BENCH_SCALE=full npm run bench` (the default) runs them.']),
     `* ${report.settings.runs} runs per operation, systems alternated, median shown; ¹ = measured once (cold call, load test, STOW, RSS); (n=k) = fewer runs because an operation stops repeating after ${report.settings.opSeconds} s × systems.`,
     `* Gateways run as \`node dist/src/server/cli.js\` child processes, LOG_LEVEL=${report.settings.gatewayLogLevel}; every system on 127.0.0.1 with fresh storage.`,
     `* Ratios are gateway ÷ plugin; ↓ lower is better, ↑ higher is better. Total bench time ${format(report.totalSeconds)} s.`,

@@ -1,8 +1,8 @@
 /**
  * Benchmark sizes and limits, from environment variables.
  *
- *   BENCH_SCALE=medium (default) | full | small   preset sizes; full = the issue's sizes, which do not fit
- *                                                 in 15 minutes with three systems on the 2-core machine
+ *   BENCH_SCALE=full (default) | medium | small   preset sizes; full = the issue's sizes (about 5 minutes
+ *                                                 with three systems on an idle 2-core machine, data cached)
  *   BENCH_CT_SLICES, BENCH_STUDIES, BENCH_FRAMES  override one size of the preset
  *   BENCH_RUNS (5)                                runs of every repeatable operation
  *   BENCH_LOAD_SECONDS (10)                       length of the concurrent-clients test
@@ -58,7 +58,7 @@ function systemsFromEnv(): SystemName[] {
 }
 
 export function readSettings(): BenchSettings {
-  const scale = process.env.BENCH_SCALE ?? 'medium';
+  const scale = process.env.BENCH_SCALE ?? 'full';
   const preset = PRESETS[scale];
   if (!preset) throw new Error(`BENCH_SCALE must be one of ${Object.keys(PRESETS).join(', ')}, got "${scale}"`);
   return {
