@@ -43,6 +43,8 @@ export interface DicomWebConfig {
   /** Megabytes; 0 = no limit */
   stowMaxSize: number;
   qidoCaseSensitive: boolean;
+  /** Our addition ("QidoMaxResults"): most matches one QIDO-RS answer holds; more give a 299 Warning (PS3.18 §8.3.4.4). */
+  qidoMaxResults: number;
   studiesMetadata: 'Full' | 'MainDicomTags' | 'Extrapolate';
   seriesMetadata: 'Full' | 'MainDicomTags' | 'Extrapolate';
   enableMetadataCache: boolean;
@@ -119,4 +121,6 @@ export interface GatewayConfig {
   ohifRoot?: string;
   /** Our addition: origins allowed to call us from a browser ("Cors": {"AllowedOrigins": [...]}); "*" = any. */
   corsAllowedOrigins: string[];
+  /** Our addition ("ReadOnly"): every HTTP method that writes answers 403 (see server/read-only.ts). */
+  readOnly: boolean;
 }

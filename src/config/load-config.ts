@@ -204,6 +204,7 @@ function buildConfig(
     core: readCore(top, ctx),
     ohifRoot: readOhif(top, ctx),
     corsAllowedOrigins: readCors(top, ctx),
+    readOnly: readBool(top, 'ReadOnly', false),
   };
 }
 
@@ -713,6 +714,7 @@ function readDicomWeb(top: Section, ctx: Context): DicomWebConfig {
     stowMaxInstances: readInt(s, 'StowMaxInstances', 10, 0),
     stowMaxSize: readInt(s, 'StowMaxSize', 10, 0),
     qidoCaseSensitive: readBool(s, 'QidoCaseSensitive', true),
+    qidoMaxResults: readInt(s, 'QidoMaxResults', 10000, 1),
     studiesMetadata: readEnum(s, 'StudiesMetadata', METADATA_MODES, 'Full'),
     seriesMetadata: readEnum(s, 'SeriesMetadata', METADATA_MODES, 'Full'),
     enableMetadataCache: readBool(s, 'EnableMetadataCache', true),

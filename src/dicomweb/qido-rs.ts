@@ -82,9 +82,25 @@ function findRequestOf(query: QidoQuery, known: ReadonlyMap<string, string>, cas
     ResponseContent: ['MainDicomTags'],
     RequestedTags: requested.map(toOrthancTag),
   };
-  if (query.limit > 0) request.Limit = query.limit;
   if (query.offset > 0) request.Since = query.offset;
   return request;
+}
+
+/**
+ * The page size a search may answer: the client's limit, but never more than the server's maximum.
+ * `askCore` is one more when the cap (not the client) bounds the page, so that a cut answer can be told apart.
+ */
+export function pageLimits(clientLimit: number, maxResults: number): { page: number; askCore: number; capped: boolean } {
+  const capped = clientLimit === 0 || clientLimit > maxResults;
+  const page = capped ? maxResults : clientLimit;
+  return { page, askCore: capped ? page + 1 : page, capped };
+}
+
+/** PS3.18 §8.3.4.4: a server that returns fewer matches than exist (and than were asked for) says so. */
+function truncationWarning(req: Request): string {
+  // warn-agent is host[:port] (RFC 7234 §5.5); anything else in a Host header would make an invalid header
+  const host = (req.get('host') ?? '').replace(/[^A-Za-z0-9.:[\]-]/g, '') || 'dicomweb-gateway';
+  return `299 ${host} "The number of results exceeded the maximum supported by the server. Additional results can be requested."`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -193,7 +209,14 @@ function search(context: DicomWebContext, level: QidoLevel, pathOf: (req: Reques
     if (!query.satisfiable) return sendDatasets(res, [], negotiated.mediaType, []);
 
     const known = pathValues(path);
-    const resources = await context.core.find(findRequestOf(query, known, context.config.dicomWeb.qidoCaseSensitive));
+    const limits = pageLimits(query.limit, context.config.dicomWeb.qidoMaxResults);
+    const request = findRequestOf(query, known, context.config.dicomWeb.qidoCaseSensitive);
+    request.Limit = limits.askCore;
+    let resources = await context.core.find(request);
+    if (resources.length > limits.page) {
+      resources = resources.slice(0, limits.page);
+      res.setHeader('Warning', truncationWarning(req));
+    }
     const answer: AnswerContext = {
       query,
       wanted: new Set(query.returnTags),

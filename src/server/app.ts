@@ -16,6 +16,7 @@ import { jobsOf } from './jobs';
 import { jobsRouter } from './jobs-routes';
 import { logger } from './logger';
 import { ohifRouter } from './ohif';
+import { readOnlyGuard } from './read-only';
 
 export interface Gateway {
   app: Express;
@@ -49,6 +50,8 @@ export function createApp(config: GatewayConfig, core: NativeCore = createCore(c
   app.use(compressText());
   app.use(cors(config.corsAllowedOrigins)); // before auth: preflights carry no credentials
   if (config.authenticationEnabled) app.use(basicAuth(config.registeredUsers, config.name));
+  // after auth (an anonymous caller learns nothing), before every router that could write
+  if (config.readOnly) app.use(readOnlyGuard(config.dicomWeb.root));
 
   const corp = resourcePolicy(config.corsAllowedOrigins);
   if (config.dicomWeb.enable) app.use(config.dicomWeb.root.replace(/\/$/, ''), corp, dicomWebRouter({ config, core }));

@@ -2,7 +2,7 @@
  * The DICOM network side of the embedded core against real peers: DCMTK (echoscu, storescu, findscu, movescu, storescp, dcmdump)
  * and a real Orthanc with its DICOM server. Everything on free loopback ports, every process stopped at the end.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,25 +10,9 @@ import { join } from 'node:path';
 import { startGatewayProcess, removeDir, type GatewayProcess } from '../helpers/gateway-process';
 import { freePort, startOrthanc, uploadToOrthanc, type OrthancProcess } from '../helpers/orthanc-process';
 import { makeStudy, TransferSyntax } from '../helpers/dicom-factory';
+import { runTool, type ToolRun } from '../helpers/dcmtk';
 
 const AET = 'GATEWAY';
-const TOOL_TIMEOUT_MS = 20_000;
-
-interface ToolRun {
-  code: number;
-  output: string;
-}
-
-/** Runs a DCMTK tool to completion (bounded), with its exit code and everything it printed. */
-function runTool(tool: string, args: string[]): Promise<ToolRun> {
-  return new Promise((resolve) => {
-    execFile(tool, args, { timeout: TOOL_TIMEOUT_MS }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-      resolve({ code, output: `${stdout}${stderr}` });
-    });
-  });
-}
-
 function portAnswers(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');

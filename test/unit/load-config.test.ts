@@ -97,6 +97,7 @@ describe('defaults', () => {
         stowMaxInstances: 10,
         stowMaxSize: 10,
         qidoCaseSensitive: true,
+        qidoMaxResults: 10000,
         studiesMetadata: 'Full',
         seriesMetadata: 'Full',
         enableMetadataCache: true,
@@ -105,6 +106,7 @@ describe('defaults', () => {
       },
       ohifRoot: '/ohif/',
       corsAllowedOrigins: [],
+      readOnly: false,
     });
     expect(config.httpProxy).toBeUndefined();
     expect(config.httpsCACertificates).toBeUndefined();
@@ -140,6 +142,7 @@ describe('defaults', () => {
       DicomCheckCalledAet: true,
       DefaultEncoding: 'Utf8',
       LogExportedResources: true,
+      ReadOnly: true,
       DicomWeb: {
         Enable: false,
         Host: 'example.org:8080',
@@ -148,6 +151,7 @@ describe('defaults', () => {
         StowMaxInstances: 0,
         StowMaxSize: 0,
         QidoCaseSensitive: false,
+        QidoMaxResults: 50,
         StudiesMetadata: 'MainDicomTags',
         SeriesMetadata: 'Extrapolate',
         EnableMetadataCache: false,
@@ -176,6 +180,7 @@ describe('defaults', () => {
       dicomCheckCalledAet: true,
       defaultEncoding: 'Utf8',
       logExportedResources: true,
+      readOnly: true,
       dicomWeb: {
         enable: false,
         enableWado: false,
@@ -185,6 +190,7 @@ describe('defaults', () => {
         stowMaxInstances: 0,
         stowMaxSize: 0,
         qidoCaseSensitive: false,
+        qidoMaxResults: 50,
         studiesMetadata: 'MainDicomTags',
         seriesMetadata: 'Extrapolate',
         enableMetadataCache: false,
@@ -484,6 +490,8 @@ describe('validation messages name the key and the file', () => {
     [{ HttpTimeout: null }, 'HttpTimeout', 'must be a non-negative integer (got null)'],
     [{ RemoteAccessAllowed: 'yes' }, 'RemoteAccessAllowed', 'must be true or false (got "yes")'],
     [{ Name: 42 }, 'Name', 'must be a string (got 42)'],
+    [{ ReadOnly: 'true' }, 'ReadOnly', 'must be true or false (got "true")'],
+    [{ DicomWeb: { QidoMaxResults: 0 } }, 'DicomWeb.QidoMaxResults', 'must be an integer from 1'],
     [{ DicomAet: '' }, 'DicomAet', 'must be an AE title'],
     [{ DefaultEncoding: 'Klingon' }, 'DefaultEncoding', 'must be one of "Ascii", "Utf8", "Latin1"'],
     [{ RegisteredUsers: ['alice'] }, 'RegisteredUsers', 'must be a JSON object'],

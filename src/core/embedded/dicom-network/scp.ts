@@ -176,7 +176,8 @@ function scpClass(context: ScpContext): new (socket: Socket, opts: Record<string
       const file = this.receivedFile;
       this.receivedFile = undefined;
       const response = CStoreResponse.fromRequest(request);
-      if (!this.allows('store')) {
+      // ReadOnly refuses writes over DICOM too, as over HTTP
+      if (!this.allows('store') || config.readOnly) {
         if (file) void fsp.rm(file, { force: true });
         response.setStatus(Status.NotAuthorized);
         callback(response);
