@@ -10,28 +10,9 @@ import { join } from 'node:path';
 import { startGatewayProcess, removeDir, type GatewayProcess } from '../helpers/gateway-process';
 import { freePort, startOrthanc, uploadToOrthanc, type OrthancProcess } from '../helpers/orthanc-process';
 import { makeStudy, TransferSyntax } from '../helpers/dicom-factory';
-import { runTool, type ToolRun } from '../helpers/dcmtk';
+import { runTool, startStorescp, waitForPort, type ToolRun } from '../helpers/dcmtk';
 
 const AET = 'GATEWAY';
-function portAnswers(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
-
-async function waitForPort(port: number, what: string): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (!(await portAnswers(port))) {
-    if (Date.now() > deadline) throw new Error(`${what} did not listen on port ${port}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 /** Values of a tag in the answers findscu -v dumps ("(0010,0010) PN [DOE^JOHN ]"), without the DICOM padding (space, or NUL for UIDs). */
 function dumpedAll(output: string, tag: string): string[] {
   // the answers come after the request identifiers, which findscu -v dumps first
@@ -50,16 +31,6 @@ async function sopInstanceUidOf(file: string): Promise<string> {
   const match = /\(0008,0018\) UI \[([^\]]*)\]/.exec(run.output);
   if (!match) throw new Error(`dcmdump found no SOPInstanceUID in ${file}: ${run.output}`);
   return match[1].replace(/[\s\0]+$/, '');
-}
-
-/** Starts storescp on a free loopback port, writing what it receives into a fresh folder. */
-async function startStorescp(aet: string, folder: string): Promise<{ port: number; child: ChildProcess }> {
-  const port = await freePort();
-  rmSync(folder, { recursive: true, force: true });
-  mkdirSync(folder);
-  const child = spawn('storescp', ['-aet', aet, '-od', folder, String(port)], { stdio: 'ignore' });
-  await waitForPort(port, 'storescp');
-  return { port, child };
 }
 
 /** A TCP relay to `port` that counts the connections through it: how many associations a client opened. */

@@ -2,28 +2,16 @@
  * An asynchronous POST /modalities/{name}/store ("Synchronous": false) to DCMTK's storescp: answered {ID, Path}
  * at once, the job then ends in Success with the synchronous answer as Content, and storescp holds the files.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import request from 'supertest';
-import { freePort } from '../helpers/orthanc-process';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway';
 import { makeStudy } from '../helpers/dicom-factory';
+import { startStorescp } from '../helpers/dcmtk';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-function portAnswers(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 describe('asynchronous /modalities/{name}/store to storescp', () => {
   let gateway: TestGateway;
@@ -32,12 +20,9 @@ describe('asynchronous /modalities/{name}/store to storescp', () => {
   const study = makeStudy({ seed: 'store-job', seriesCount: 1, instancesPerSeries: 3, Rows: 8, Columns: 8 });
 
   beforeAll(async () => {
-    const port = await freePort();
-    storescp = spawn('storescp', ['-aet', 'STORESCP', '-od', received, String(port)], { stdio: 'ignore' });
-    for (let tries = 0; !(await portAnswers(port)); tries++) {
-      if (tries > 150) throw new Error('storescp did not listen');
-      await sleep(100);
-    }
+    const started = await startStorescp('STORESCP', received);
+    storescp = started.child;
+    const port = started.port;
     gateway = await startTestGateway('embedded');
     await request(gateway.app).put('/modalities/scp').send(['STORESCP', '127.0.0.1', port]).expect(200);
   }, 30_000);
