@@ -15,7 +15,6 @@ export interface DicomWebContext {
 /** Every DICOMweb service, mounted at DicomWeb.Root; one file per service (qido-rs, wado-rs, stow-rs, ...). */
 export function dicomWebRouter(context: DicomWebContext): Router {
   const router = Router();
-  void context;
   router.use(qidoRouter(context)); // first: its /studies route leaves POST to STOW-RS
   router.use(stowRsRouter(context));
   router.use(wadoRsRenderedRouter(context)); // before WADO-RS: .../rendered and .../thumbnail

@@ -114,8 +114,17 @@ export interface InstanceOptions {
   pixelData?: Uint8Array;
 }
 
+export interface PixelLayout {
+  Rows: number;
+  Columns: number;
+  BitsAllocated: 8 | 16;
+  BitsStored: number;
+  PixelRepresentation: 0 | 1;
+  SamplesPerPixel: 1 | 3;
+}
+
 /** The options with every default filled in: what was written. */
-export interface ResolvedInstance {
+export interface ResolvedInstance extends PixelLayout {
   PatientID: string;
   PatientName: string;
   PatientBirthDate: string;
@@ -135,12 +144,6 @@ export interface ResolvedInstance {
   SOPClassUID: string;
   InstanceNumber: number;
   SpecificCharacterSet?: string;
-  Rows: number;
-  Columns: number;
-  BitsAllocated: 8 | 16;
-  BitsStored: number;
-  PixelRepresentation: 0 | 1;
-  SamplesPerPixel: 1 | 3;
   PhotometricInterpretation: string;
   NumberOfFrames?: number;
   RescaleSlope?: number;
@@ -155,15 +158,6 @@ export interface GeneratedInstance {
   tags: ResolvedInstance;
   /** The native (uncompressed, little endian) pixel bytes that were encoded. */
   pixels: Buffer;
-}
-
-export interface PixelLayout {
-  Rows: number;
-  Columns: number;
-  BitsAllocated: 8 | 16;
-  BitsStored: number;
-  PixelRepresentation: 0 | 1;
-  SamplesPerPixel: 1 | 3;
 }
 
 /** Runs `fn` with dcmjs logging off: it warns about every private tag it cannot name, and about implicit-VR pixel data. */
@@ -507,23 +501,9 @@ function dropUndefined(dataset: NaturalizedDataset): NaturalizedDataset {
   return Object.fromEntries(Object.entries(dataset).filter(([, v]) => v !== undefined));
 }
 
-function patientStudySeries(t: {
-  PatientID: string;
-  PatientName: string;
-  PatientBirthDate: string;
-  PatientSex: string;
-  StudyInstanceUID: string;
-  StudyDate: string;
-  StudyTime: string;
-  AccessionNumber: string;
-  StudyDescription: string;
-  StudyID: string;
-  ReferringPhysicianName: string;
-  SeriesInstanceUID: string;
-  Modality: string;
-  SeriesNumber: number;
-  SeriesDescription: string;
-}): NaturalizedDataset {
+function patientStudySeries(
+  t: Pick<ResolvedInstance, 'PatientID' | 'PatientName' | 'PatientBirthDate' | 'PatientSex' | 'StudyInstanceUID' | 'StudyDate' | 'StudyTime' | 'AccessionNumber' | 'StudyDescription' | 'StudyID' | 'ReferringPhysicianName' | 'SeriesInstanceUID' | 'Modality' | 'SeriesNumber' | 'SeriesDescription'>,
+): NaturalizedDataset {
   return {
     PatientID: t.PatientID,
     PatientName: t.PatientName,

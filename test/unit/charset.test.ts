@@ -6,6 +6,7 @@ import {
   readDicomFileWithCharsets,
   splitTextValues,
 } from '../../src/dicom/charset';
+import { TEST_META, silenceDcmjs } from '../helpers/dcmjs-test-file';
 
 /** Bytes from a JS string whose chars are all < 0x100 (how the standard's listings read: "\x1b$B..."). */
 function bytes(text: string): Uint8Array {
@@ -163,20 +164,6 @@ describe('character set terms', () => {
 
 type Dataset = dcmjs.data.DicomDataset;
 
-/** dcmjs logs through loglevel; its "validation.dcmjs" child logger ignores the root level. */
-function silenceDcmjs(): void {
-  const log = dcmjs.log as unknown as { setLevel(level: string): void; getLogger(name: string): { setLevel(level: string): void } };
-  log.setLevel('silent');
-  log.getLogger('validation.dcmjs').setLevel('silent');
-}
-
-const META: Dataset = {
-  '00020001': { vr: 'OB', Value: [new Uint8Array([0, 1]).buffer] },
-  '00020002': { vr: 'UI', Value: ['1.2.840.10008.5.1.4.1.1.7'] },
-  '00020003': { vr: 'UI', Value: ['1.2.3.4.5'] },
-  '00020010': { vr: 'UI', Value: ['1.2.840.10008.1.2.1'] },
-  '00020012': { vr: 'UI', Value: ['1.2.3.4'] },
-};
 
 /**
  * A Part 10 file whose text elements carry exact bytes: dcmjs only writes UTF-8, so each raw value
@@ -193,7 +180,7 @@ class RawFileBuilder {
   }
 
   build(dataset: Dataset): ArrayBuffer {
-    const file = new dcmjs.data.DicomDict(META);
+    const file = new dcmjs.data.DicomDict(TEST_META);
     file.dict = dataset;
     const buffer = new Uint8Array(file.write());
     for (const { placeholder, raw } of this.patches) {

@@ -10,27 +10,14 @@ import {
   serializeDicomJson,
   tagValuesToDicomJson,
 } from '../../src/dicom/dicom-json';
+import { TEST_META, silenceDcmjs } from '../helpers/dcmjs-test-file';
 
 type Dataset = dcmjs.data.DicomDataset;
 
-/** dcmjs logs through loglevel; its "validation.dcmjs" child logger ignores the root level. */
-function silenceDcmjs(): void {
-  const log = dcmjs.log as unknown as { setLevel(level: string): void; getLogger(name: string): { setLevel(level: string): void } };
-  log.setLevel('silent');
-  log.getLogger('validation.dcmjs').setLevel('silent');
-}
-
-const META: Dataset = {
-  '00020001': { vr: 'OB', Value: [new Uint8Array([0, 1]).buffer] },
-  '00020002': { vr: 'UI', Value: ['1.2.840.10008.5.1.4.1.1.7'] },
-  '00020003': { vr: 'UI', Value: ['1.2.3.4.5'] },
-  '00020010': { vr: 'UI', Value: ['1.2.840.10008.1.2.1'] },
-  '00020012': { vr: 'UI', Value: ['1.2.3.4'] },
-};
 
 /** Write with dcmjs, optionally patch bytes (VRs dcmjs cannot write), read back: the full path. */
 function roundTrip(dataset: Dataset, patch?: (bytes: Buffer) => void): Dataset {
-  const file = new dcmjs.data.DicomDict(META);
+  const file = new dcmjs.data.DicomDict(TEST_META);
   file.dict = dataset;
   const bytes = Buffer.from(file.write());
   patch?.(bytes);
@@ -192,7 +179,7 @@ describe('datasetToDicomJson: empty values, groups, character sets', () => {
   });
 
   it("reports the source's Specific Character Set, not dcmjs's ISO_IR 192 rewrite", () => {
-    const file = new dcmjs.data.DicomDict(META);
+    const file = new dcmjs.data.DicomDict(TEST_META);
     const raw = 'Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B';
     file.dict = { '00080005': { vr: 'CS', Value: ['', 'ISO 2022 IR 87'] }, '00100010': { vr: 'PN', Value: ['~'.repeat(raw.length)] } };
     const bytes = Buffer.from(file.write());
