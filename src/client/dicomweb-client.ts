@@ -104,6 +104,26 @@ function retrievePath(resource: unknown): string {
   return `studies/${study}${series ? `/series/${series}` : ''}${instance ? `/instances/${instance}` : ''}`;
 }
 
+/** Accept of a WADO-RS retrieve, unless the caller set one: any transfer syntax, as stored. */
+function wadoHeaders(extra: Record<string, string>): Record<string, string> {
+  const hasAccept = Object.keys(extra).some((h) => h.toLowerCase() === 'accept');
+  return hasAccept ? extra : { accept: 'multipart/related; type="application/dicom"; transfer-syntax=*', ...extra };
+}
+
+/** The WADO-RS path that a "delete" body {Level, StudyInstanceUID, SeriesInstanceUID?, SOPInstanceUID?} names. */
+function deletePath(body: Record<string, unknown>): string {
+  const level = typeof body.Level === 'string' ? body.Level.toLowerCase() : undefined;
+  const depth = { study: 1, series: 2, instance: 3 }[level ?? ''];
+  if (depth === undefined) throw new HttpError(400, 'The request body must contain a "Level" field: Study, Series or Instance');
+  const keys = ['StudyInstanceUID', 'SeriesInstanceUID', 'SOPInstanceUID'].slice(0, depth);
+  const uids = keys.map((key) => {
+    const value = body[key];
+    if (typeof value !== 'string' || !/^[0-9.]{1,64}$/.test(value)) throw new HttpError(400, `The request body must contain a valid "${key}" field`);
+    return value;
+  });
+  return ['studies', 'series', 'instances'].flatMap((segment, i) => (i < uids.length ? [segment, uids[i]] : [])).join('/');
+}
+
 interface RetrieveOutcome {
   instances: string[];
   networkSize: number;
@@ -245,24 +265,19 @@ export function dicomWebClientRouter(context: DicomWebClientContext, registry: S
     );
   });
 
-  router.post('/servers/:name/retrieve', json, async (req, res) => {
+  /** Fetches each WADO-RS URL in turn and stores what it answers, synchronously or as a job. */
+  async function retrieveUrls(req: Request, res: Response, urls: string[], headers: Record<string, string>, answer: (outcome: RetrieveOutcome) => unknown): Promise<void> {
     const target = server(req);
     const body = bodyObject(req);
-    if (!Array.isArray(body.Resources)) throw new HttpError(400, 'The body must be a JSON object containing an array "Resources"');
-    const paths = body.Resources.map(retrievePath);
-    const args = stringMap(body, 'GetArguments');
-    const extra = stringMap(body, 'HttpHeaders');
-    const hasAccept = Object.keys(extra).some((h) => h.toLowerCase() === 'accept');
-    const headers = hasAccept ? extra : { accept: 'multipart/related; type="application/dicom"; transfer-syntax=*', ...extra };
-    const fetchPath = async (path: string, outcome: RetrieveOutcome, signal?: AbortSignal): Promise<void> => {
-      const response = await sendOutbound(config, target, { method: 'GET', url: resolveServerUrl(target, path, args), headers, signal });
-      if (response.status !== 200) throw await remoteError(`WADO-RS ${path} failed`, response);
+    const fetchUrl = async (url: string, outcome: RetrieveOutcome, signal?: AbortSignal): Promise<void> => {
+      const response = await sendOutbound(config, target, { method: 'GET', url, headers, signal });
+      if (response.status !== 200) throw await remoteError(`WADO-RS ${new URL(url).pathname} failed`, response);
       await storeParts(core, response, outcome);
     };
     if (!isAsynchronous(body)) {
       const outcome: RetrieveOutcome = { instances: [], networkSize: 0 };
-      for (const path of paths) await fetchPath(path, outcome);
-      res.json(retrieveContent(outcome));
+      for (const url of urls) await fetchUrl(url, outcome);
+      res.json(answer(outcome));
       return;
     }
     res.json(
@@ -273,15 +288,44 @@ export function dicomWebClientRouter(context: DicomWebClientContext, registry: S
         work: async ({ signal, progress, setContent }) => {
           // published after each instance: a canceled retrieve keeps (and shows) what it already stored, as Orthanc does
           const outcome: RetrieveOutcome = { instances: [], networkSize: 0, onStored: () => setContent(retrieveContent(outcome)) };
-          for (const [index, path] of paths.entries()) {
+          for (const [index, url] of urls.entries()) {
             signal.throwIfAborted();
-            await fetchPath(path, outcome, signal);
-            progress((100 * (index + 1)) / paths.length);
+            await fetchUrl(url, outcome, signal);
+            progress((100 * (index + 1)) / urls.length);
           }
           return retrieveContent(outcome);
         },
       }),
     );
+  }
+
+  router.post('/servers/:name/retrieve', json, async (req, res) => {
+    const target = server(req);
+    const body = bodyObject(req);
+    if (!Array.isArray(body.Resources)) throw new HttpError(400, 'The body must be a JSON object containing an array "Resources"');
+    const args = stringMap(body, 'GetArguments');
+    const urls = body.Resources.map((resource) => resolveServerUrl(target, retrievePath(resource), args));
+    await retrieveUrls(req, res, urls, wadoHeaders(stringMap(body, 'HttpHeaders')), retrieveContent);
+  });
+
+  // The plugin's "wado": one WADO-RS Uri (as for "get"), every instance of the answer stored locally.
+  router.post('/servers/:name/wado', json, async (req, res) => {
+    const body = bodyObject(req);
+    const url = resolveServerUrl(server(req), requiredUri(body), stringMap(body, 'Arguments'));
+    await retrieveUrls(req, res, [url], wadoHeaders(stringMap(body, 'HttpHeaders')), (outcome) => ({
+      InstancesCount: outcome.instances.length,
+      Instances: [...outcome.instances],
+    }));
+  });
+
+  router.post('/servers/:name/delete', json, async (req, res) => {
+    const name = String(req.params.name);
+    const target = server(req);
+    if (!target.hasDelete) throw new HttpError(400, `Cannot delete on DICOMweb server, check out property "HasDelete": ${name}`);
+    const response = await sendOutbound(config, target, { method: 'DELETE', url: resolveServerUrl(target, deletePath(bodyObject(req))) });
+    if (response.status < 200 || response.status > 299) throw await remoteError('DICOMweb DELETE failed', response);
+    response.body.resume(); // drain the (small) answer: destroying an unread undici body raises an abort error
+    res.json({});
   });
 
   return router;

@@ -304,7 +304,9 @@ function retrieveMetadata(context: DicomWebContext, service: MetadataService, le
 function methodNotAllowed(req: Request, _res: Response, next: (error?: unknown) => void): void {
   // POST on a study is STOW-RS, mounted next to us.
   if (req.method === 'POST' && /^\/studies\/[^/]+\/?$/.test(req.path)) return next();
-  next(new HttpError(405, `${req.method} is not allowed here`, 'Allowed: GET', { Allow: 'GET' }));
+  // studies, series and instances can be deleted too (delete-rs.ts, mounted before us)
+  const allow = /^\/studies\/[^/]+(?:\/series\/[^/]+(?:\/instances\/[^/]+)?)?\/?$/.test(req.path) ? 'GET, DELETE' : 'GET';
+  next(new HttpError(405, `${req.method} is not allowed here`, `Allowed: ${allow}`, { Allow: allow }));
 }
 
 export function wadoRsRouter(context: DicomWebContext): Router {

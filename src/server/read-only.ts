@@ -36,7 +36,7 @@ function dicomWebWrites(root: string): Array<[string, string]> {
   const base = escapeRegExp(root.replace(/\/$/, ''));
   return [
     ['POST', `${base}/studies(?:/${ID})?`], // STOW-RS
-    ['POST', `${base}/servers/${ID}/retrieve`], // stores what it fetches
+    ['POST', `${base}/servers/${ID}/(?:retrieve|wado)`], // store what they fetch
   ];
 }
 

@@ -81,6 +81,54 @@ describe('DICOMweb client against a second gateway process (embedded core, Basic
       await fresh.close();
     }
   });
+
+  it('wado stores what one WADO-RS Uri answers, synchronously or as a job', async () => {
+    const fresh = await startTestGateway('embedded', peerServers(peer.url));
+    try {
+      const [first, second] = study.series;
+      const sync = await request(fresh.app).post(`${SERVERS}/peer/wado`).send({ Uri: `/studies/${study.StudyInstanceUID}/series/${first.SeriesInstanceUID}` }).expect(200);
+      expect(sync.body.InstancesCount).toBe(2);
+      expect(((await request(fresh.app).get('/instances').expect(200)).body as string[]).sort()).toEqual([...(sync.body.Instances as string[])].sort());
+
+      const job = await request(fresh.app)
+        .post(`${SERVERS}/peer/wado`)
+        .send({ Uri: `/studies/${study.StudyInstanceUID}/series/${second.SeriesInstanceUID}`, Synchronous: false })
+        .expect(200);
+      expect(job.body).toEqual({ ID: expect.any(String), Path: `/jobs/${job.body.ID}` });
+      let state = '';
+      for (let i = 0; i < 100 && state !== 'Success' && state !== 'Failure'; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const info = await request(fresh.app).get(`/jobs/${job.body.ID}`).expect(200);
+        state = info.body.State;
+        if (state === 'Success') expect(info.body.Content).toMatchObject({ ReceivedInstancesCount: '2' });
+      }
+      expect(state).toBe('Success');
+      expect((await request(fresh.app).get('/instances').expect(200)).body).toHaveLength(4);
+
+      await request(fresh.app).post(`${SERVERS}/peer/wado`).send({ Uri: '/studies/1.2.3.4.5' }).expect(502);
+      await request(fresh.app).post(`${SERVERS}/peer/wado`).send({ Uri: 'http://127.0.0.1:1/studies' }).expect(400);
+    } finally {
+      await fresh.close();
+    }
+  });
+
+  it('delete removes a series, then a study, from a server with HasDelete only', async () => {
+    const [first] = study.series;
+    const body = { Level: 'Series', StudyInstanceUID: study.StudyInstanceUID, SeriesInstanceUID: first.SeriesInstanceUID };
+    const refused = await request(gateway.app).post(`${SERVERS}/peer/delete`).send(body).expect(400);
+    expect(refused.body.Message).toMatch(/HasDelete/);
+    await request(gateway.app).put(`${SERVERS}/deleter`).send({ Url: `${peer.url}/dicom-web/`, Username: 'peer', Password: 'pw', HasDelete: true }).expect(200);
+    await request(gateway.app).post(`${SERVERS}/deleter/delete`).send({ Level: 'Series', StudyInstanceUID: study.StudyInstanceUID }).expect(400);
+    await request(gateway.app).post(`${SERVERS}/deleter/delete`).send({ Level: 'Patient', StudyInstanceUID: study.StudyInstanceUID }).expect(400);
+    expect(await peerGet('/instances')).toHaveLength(4);
+    await request(gateway.app).post(`${SERVERS}/deleter/delete`).send(body).expect(200, {});
+    expect(await peerGet('/instances')).toHaveLength(2);
+    // the series is gone: the remote 404 becomes a 502 naming it
+    const again = await request(gateway.app).post(`${SERVERS}/deleter/delete`).send(body).expect(502);
+    expect(again.body.Message).toMatch(/HTTP 404/);
+    await request(gateway.app).post(`${SERVERS}/deleter/delete`).send({ Level: 'Study', StudyInstanceUID: study.StudyInstanceUID }).expect(200, {});
+    expect(await peerGet('/instances')).toHaveLength(0);
+  });
 });
 
 function hasOpenssl(): boolean {
