@@ -125,6 +125,31 @@ describe('DICOMweb client against a real Orthanc + DICOMweb plugin (Basic auth)'
       await fresh.close();
     }
   });
+
+  it('wado stores one series from Orthanc, byte-identical', async () => {
+    const fresh = await startTestGateway('embedded', {
+      DicomWeb: { Servers: { orthanc: { Url: `${orthanc.url}/dicom-web/`, Username: 'u', Password: 'p' } } },
+    });
+    try {
+      const series = study.series[1];
+      const res = await request(fresh.app)
+        .post(`${SERVERS}/orthanc/wado`)
+        .send({ Uri: `/studies/${study.StudyInstanceUID}/series/${series.SeriesInstanceUID}` })
+        .expect(200);
+      expect(res.body.InstancesCount).toBe(2);
+      for (const id of res.body.Instances as string[]) {
+        const ours = await request(fresh.app).get(`/instances/${id}/file`).buffer(true).parse((r, cb) => {
+          const chunks: Buffer[] = [];
+          r.on('data', (c: Buffer) => chunks.push(c));
+          r.on('end', () => cb(null, Buffer.concat(chunks)));
+        });
+        const theirs = await fetch(`${orthanc.url}/instances/${id}/file`, { headers: { authorization: orthanc.authorization ?? '' } });
+        expect(Buffer.compare(ours.body as Buffer, Buffer.from(await theirs.arrayBuffer()))).toBe(0);
+      }
+    } finally {
+      await fresh.close();
+    }
+  });
 });
 
 interface Recorded {
