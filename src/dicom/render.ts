@@ -68,11 +68,13 @@ function numbers(element: DicomElement | undefined): number[] {
   return (element?.Value ?? []).map((v) => Number(v)).filter((n) => Number.isFinite(n));
 }
 
-function firstNumber(dataset: DicomDataset, tag: string): number | undefined {
+/** The first value of a numeric (or IS/DS) attribute, if it is a number. */
+export function firstNumber(dataset: DicomDataset, tag: string): number | undefined {
   return numbers(dataset[tag])[0];
 }
 
-function firstText(dataset: DicomDataset, tag: string): string | undefined {
+/** The first value of a text attribute, trimmed. */
+export function firstText(dataset: DicomDataset, tag: string): string | undefined {
   const value = dataset[tag]?.Value?.[0];
   return typeof value === 'string' ? value.trim() : undefined;
 }
@@ -97,49 +99,42 @@ export function checkWindow(window: VoiWindow): void {
 }
 
 /** Stored values of one native greyscale frame, as signed/unsigned integers of BitsStored bits, with their range. */
-function storedValues(dataset: DicomDataset, frame: number): { values: Int32Array; width: number; height: number; min: number; max: number } {
+type Words = Uint8Array | Uint16Array | Uint32Array;
+
+/** The stored words of one frame as in the file (8, 16 or 32 bits; the reader gives binary values little endian). */
+function frameWords(dataset: DicomDataset, frame: number): { words: Words; width: number; height: number; stored: number; signed: boolean } {
   const width = firstNumber(dataset, '00280011') ?? 0;
   const height = firstNumber(dataset, '00280010') ?? 0;
   const allocated = firstNumber(dataset, '00280100') ?? 16;
-  const stored = firstNumber(dataset, '00280101') ?? allocated;
+  const stored = Math.min(firstNumber(dataset, '00280101') ?? allocated, allocated);
   const signed = firstNumber(dataset, '00280103') === 1;
-  if (allocated !== 8 && allocated !== 16) throw new RenderError('unsupported', `BitsAllocated ${allocated} is not supported`);
+  if (allocated !== 8 && allocated !== 16 && allocated !== 32) throw new RenderError('unsupported', `BitsAllocated ${allocated} is not supported`);
   const raw = pixelBytes(dataset);
   const bytes = allocated / 8;
   const count = width * height;
   const start = frame * count * bytes;
   if (raw.length < start + count * bytes) throw new RenderError('bad-frame', `The pixel data holds no frame ${frame + 1}`);
-  // the data set reader gives binary values in little endian, whatever the transfer syntax
-  const source = bytes === 1 ? raw.subarray(start, start + count) : littleEndianWords(raw, start, count);
-  return { ...maskedValues(source, stored, signed), width, height };
+  return { words: littleEndianWords(raw, start, count, bytes), width, height, stored, signed };
 }
 
-/** `count` 16-bit little-endian words from `raw` at `start` (a view when the memory allows, else a copy). */
-function littleEndianWords(raw: Buffer, start: number, count: number): Uint16Array {
-  if (LITTLE_ENDIAN_HOST && (raw.byteOffset + start) % 2 === 0) return new Uint16Array(raw.buffer, raw.byteOffset + start, count);
-  const words = new Uint16Array(count);
-  for (let i = 0; i < count; i++) words[i] = raw.readUInt16LE(start + 2 * i);
-  return words;
+/** `count` little-endian words of `bytes` bytes from `raw` at `start` (a view when the memory allows, else a copy). */
+function littleEndianWords(raw: Buffer, start: number, count: number, bytes: number): Words {
+  if (bytes === 1) return raw.subarray(start, start + count);
+  const aligned = LITTLE_ENDIAN_HOST && (raw.byteOffset + start) % bytes === 0;
+  if (bytes === 2) {
+    if (aligned) return new Uint16Array(raw.buffer, raw.byteOffset + start, count);
+    return Uint16Array.from({ length: count }, (_, i) => raw.readUInt16LE(start + 2 * i));
+  }
+  if (aligned) return new Uint32Array(raw.buffer, raw.byteOffset + start, count);
+  return Uint32Array.from({ length: count }, (_, i) => raw.readUInt32LE(start + 4 * i));
 }
 
 const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-/** Values of BitsStored bits, two's complement when signed (PS3.5 §8.1.1), with their range. */
-function maskedValues(source: Uint8Array | Uint16Array, stored: number, signed: boolean): { values: Int32Array; min: number; max: number } {
-  const count = source.length;
-  const values = new Int32Array(count);
-  const mask = 2 ** stored - 1;
-  const signBit = 2 ** (stored - 1);
-  let min = Infinity;
-  let max = -Infinity;
-  for (let i = 0; i < count; i++) {
-    let v = source[i] & mask;
-    if (signed && v >= signBit) v -= 2 * signBit;
-    values[i] = v;
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
-  return { values, min, max };
+/** The value of a stored word: its BitsStored low bits, two's complement when signed (PS3.5 §8.1.1). */
+function valueOfWord(word: number, stored: number, signed: boolean): number {
+  const v = stored >= 32 ? word : word % 2 ** stored;
+  return signed && v >= 2 ** (stored - 1) ? v - 2 ** stored : v;
 }
 
 function pixelBytes(dataset: DicomDataset): Buffer {
@@ -152,45 +147,67 @@ function pixelBytes(dataset: DicomDataset): Buffer {
   return parts.length === 1 ? parts[0] : Buffer.concat(parts);
 }
 
-/** The window to use: asked, else the file's first WindowCenter/Width, else the frame's min/max. */
-function chooseWindow(dataset: DicomDataset, modality: Float64Array, asked: VoiWindow | undefined): VoiWindow {
+/**
+ * A numeric attribute of one frame (PS3.3 C.7.6.16): from the frame's item of the Per-frame Functional Groups,
+ * else the Shared Functional Groups, inside the functional group macro `macro`; else the top-level attribute.
+ */
+function frameNumber(dataset: DicomDataset, frame: number, macro: string, tag: string): number | undefined {
+  for (const group of [dataset['52009230']?.Value?.[frame], dataset['52009229']?.Value?.[0]]) {
+    const item = (group as DicomDataset | undefined)?.[macro]?.Value?.[0] as DicomDataset | undefined;
+    const value = item === undefined ? undefined : firstNumber(item, tag);
+    if (value !== undefined) return value;
+  }
+  return firstNumber(dataset, tag);
+}
+
+/** The window to use: asked, else the frame's (or file's) first WindowCenter/Width, else the frame's min/max. */
+function chooseWindow(dataset: DicomDataset, frame: number, range: { min: number; max: number }, asked: VoiWindow | undefined): VoiWindow {
   if (asked) return asked;
-  const center = firstNumber(dataset, '00281050');
-  const width = firstNumber(dataset, '00281051');
+  const VOI = '00289132';
+  const center = frameNumber(dataset, frame, VOI, '00281050');
+  const width = frameNumber(dataset, frame, VOI, '00281051');
   const fnText = (firstText(dataset, '00281056') ?? 'LINEAR').toLowerCase().replace('_', '-');
   const fn: VoiFunction = fnText === 'sigmoid' || fnText === 'linear-exact' ? fnText : 'linear';
   if (center !== undefined && width !== undefined && width > 0 && (fn !== 'linear' || width >= 1)) return { center, width, fn };
-  let min = Infinity;
-  let max = -Infinity;
-  for (const v of modality) {
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
   // linear-exact maps min → 0 and max → 255 exactly
-  return { center: (min + max) / 2, width: Math.max(max - min, 1e-6), fn: 'linear-exact' };
+  return { center: (range.min + range.max) / 2, width: Math.max(range.max - range.min, 1e-6), fn: 'linear-exact' };
 }
 
-/** Our PS3.3 greyscale pipeline for a native frame: a lookup table from stored value to output byte. */
+/** Our PS3.3 greyscale pipeline for a native frame: Modality LUT (per frame), VOI, MONOCHROME1. */
 export function renderGreyscale(dataset: DicomDataset, frame: number, window?: VoiWindow): RawImage {
-  const { values, width, height, min, max } = storedValues(dataset, frame);
-  const slope = firstNumber(dataset, '00281053') ?? 1;
-  const intercept = firstNumber(dataset, '00281052') ?? 0;
-  const modalityOf = (v: number): number => v * slope + intercept;
-  // v * slope + intercept is monotonic in v: the modality range is that of the stored range's ends
-  const range = values.length === 0 ? new Float64Array(0) : Float64Array.of(modalityOf(min), modalityOf(max));
-  const voi = chooseWindow(dataset, range, window);
+  const { words, width, height, stored, signed } = frameWords(dataset, frame);
+  const RESCALE = '00289145';
+  const slope = frameNumber(dataset, frame, RESCALE, '00281053') ?? 1;
+  const intercept = frameNumber(dataset, frame, RESCALE, '00281052') ?? 0;
+  const modalityOf = (word: number): number => valueOfWord(word, stored, signed) * slope + intercept;
   const invert = firstText(dataset, '00280004') === 'MONOCHROME1';
-  const output = (v: number): number => {
-    const y = Math.round(applyVoi(modalityOf(v), voi));
+  const data = Buffer.alloc(width * height);
+  if (words.length === 0) return { width, height, channels: 1, data };
+  // 8 and 16 bits: one table entry per word the frame uses, then one lookup per pixel
+  const size = words instanceof Uint32Array ? 0 : 2 ** (8 * words.BYTES_PER_ELEMENT);
+  const seen = new Uint8Array(size);
+  if (size > 0) for (let i = 0; i < words.length; i++) seen[words[i]] = 1;
+  const range = { min: Infinity, max: -Infinity };
+  const widen = (x: number): void => {
+    if (x < range.min) range.min = x;
+    if (x > range.max) range.max = x;
+  };
+  if (size > 0) {
+    for (let word = 0; word < size; word++) if (seen[word] === 1) widen(modalityOf(word));
+  } else {
+    for (let i = 0; i < words.length; i++) widen(modalityOf(words[i]));
+  }
+  const voi = chooseWindow(dataset, frame, range, window);
+  const output = (word: number): number => {
+    const y = Math.round(applyVoi(modalityOf(word), voi));
     return invert ? 255 - y : y;
   };
-  const data = Buffer.alloc(width * height);
-  if (values.length > 0 && max - min < 1 << 20) {
-    const lut = new Uint8Array(max - min + 1);
-    for (let v = min; v <= max; v++) lut[v - min] = output(v);
-    for (let i = 0; i < values.length; i++) data[i] = lut[values[i] - min];
+  if (size > 0) {
+    const lut = new Uint8Array(size);
+    for (let word = 0; word < size; word++) if (seen[word] === 1) lut[word] = output(word);
+    for (let i = 0; i < words.length; i++) data[i] = lut[words[i]];
   } else {
-    for (let i = 0; i < values.length; i++) data[i] = output(values[i]);
+    for (let i = 0; i < words.length; i++) data[i] = output(words[i]);
   }
   return { width, height, channels: 1, data };
 }

@@ -83,6 +83,40 @@ describe('renderDicom greyscale (PS3.3 C.11)', () => {
   });
 });
 
+describe('renderDicom: 32-bit samples and enhanced multi-frame', () => {
+  it('renders 32-bit signed samples with the modality LUT', async () => {
+    // 4x4 32-bit samples: the factory writes 16-bit layouts, so a 4x8 16-bit image is relabelled (same byte count)
+    const values = Int32Array.from({ length: 16 }, (_, i) => (i - 8) * 100_000);
+    const pixelData = new Uint8Array(values.buffer);
+    const extraElements = {
+      '00280011': { vr: 'US', Value: [4] },
+      '00280100': { vr: 'US', Value: [32] },
+      '00280101': { vr: 'US', Value: [32] },
+      '00280102': { vr: 'US', Value: [31] },
+      '00280103': { vr: 'US', Value: [1] },
+      '00281053': { vr: 'DS', Value: [0.5] },
+      '00281052': { vr: 'DS', Value: [10] },
+    };
+    const raw = await renderRaw({ Rows: 4, Columns: 8, BitsAllocated: 16, pixelData, extraElements }, { window: { center: 0, width: 600_000, fn: 'linear' } });
+    expect([raw.width, raw.height]).toEqual([4, 4]);
+    expect([...raw.data]).toEqual([...values].map((v) => expectedVoi(v * 0.5 + 10, 0, 600_000, 'linear')));
+  });
+
+  it('takes rescale and window per frame from the functional groups (PS3.3 C.7.6.16)', async () => {
+    const rescale = (slope: number, intercept: number): Record<string, unknown> => ({
+      '00289145': { vr: 'SQ', Value: [{ '00281053': { vr: 'DS', Value: [slope] }, '00281052': { vr: 'DS', Value: [intercept] } }] },
+    });
+    const extraElements = {
+      // shared: a window for every frame; per frame: the rescale
+      '52009229': { vr: 'SQ', Value: [{ '00289132': { vr: 'SQ', Value: [{ '00281050': { vr: 'DS', Value: [1000] }, '00281051': { vr: 'DS', Value: [2000] } }] } }] },
+      '52009230': { vr: 'SQ', Value: [rescale(1, 0), rescale(2, -500)] },
+    };
+    const o: InstanceOptions = { BitsAllocated: 16, NumberOfFrames: 2, extraElements: extraElements as never };
+    await checkGrey(o, {}, (v) => expectedVoi(v, 1000, 2000, 'linear'), 0);
+    await checkGrey(o, {}, (v) => expectedVoi(v * 2 - 500, 1000, 2000, 'linear'), 1);
+  });
+});
+
 describe('renderDicom colour and geometry', () => {
   it('renders RGB samples unchanged', async () => {
     const o: InstanceOptions = { SamplesPerPixel: 3 };
