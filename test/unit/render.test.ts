@@ -117,6 +117,54 @@ describe('renderDicom: 32-bit samples and enhanced multi-frame', () => {
   });
 });
 
+describe('renderDicom colour models (PS3.3 C.7.6.3)', () => {
+  const ow = (values: number[]): ArrayBuffer => new Uint16Array(values).buffer;
+
+  it('maps PALETTE COLOR indices through the red, green and blue tables', async () => {
+    const indices = Uint8Array.from({ length: 64 }, (_, i) => (i * 5) % 256);
+    const table = (f: (i: number) => number): number[] => Array.from({ length: 256 }, (_, i) => f(i) * 257);
+    const red = (i: number): number => i;
+    const green = (i: number): number => 255 - i;
+    const blue = (i: number): number => (i * 3) % 256;
+    const extraElements = {
+      '00281101': { vr: 'US', Value: [0, 0, 16] },
+      '00281102': { vr: 'US', Value: [0, 0, 16] },
+      '00281103': { vr: 'US', Value: [0, 0, 16] },
+      '00281201': { vr: 'OW', Value: [ow(table(red))] },
+      '00281202': { vr: 'OW', Value: [ow(table(green))] },
+      '00281203': { vr: 'OW', Value: [ow(table(blue))] },
+    };
+    const raw = await renderRaw({ Rows: 8, Columns: 8, BitsAllocated: 8, PhotometricInterpretation: 'PALETTE COLOR', pixelData: indices, extraElements: extraElements as never });
+    expect(raw.channels).toBe(3);
+    for (let i = 0; i < 64; i++) {
+      expect([...raw.data.subarray(3 * i, 3 * i + 3)]).toEqual([red(indices[i]), green(indices[i]), blue(indices[i])]);
+    }
+  });
+
+  it('converts YBR_FULL to RGB with the PS3.3 C.7.6.3.1.2 equations (±1)', async () => {
+    const o: InstanceOptions = { SamplesPerPixel: 3, PhotometricInterpretation: 'YBR_FULL', Rows: 8, Columns: 8 };
+    const raw = await renderRaw(o);
+    const layout = layoutOf(o);
+    const clamp = (v: number): number => Math.min(255, Math.max(0, Math.round(v)));
+    for (let i = 0; i < 64; i++) {
+      const [y, cb, cr] = [0, 1, 2].map((s) => patternValue(layout, 0, Math.floor(i / 8), i % 8, s));
+      const expected = [clamp(y + 1.402 * (cr - 128)), clamp(y - 0.344136 * (cb - 128) - 0.714136 * (cr - 128)), clamp(y + 1.772 * (cb - 128))];
+      const got = [...raw.data.subarray(3 * i, 3 * i + 3)];
+      for (let c = 0; c < 3; c++) expect(Math.abs(got[c] - expected[c])).toBeLessThanOrEqual(1);
+    }
+  });
+
+  it('reads colour-by-plane samples (Planar Configuration 1)', async () => {
+    const layout: PixelLayout = { Rows: 4, Columns: 4, BitsAllocated: 8, BitsStored: 8, PixelRepresentation: 0, SamplesPerPixel: 3 };
+    const planes = new Uint8Array(48);
+    for (let p = 0; p < 16; p++) for (let s = 0; s < 3; s++) planes[s * 16 + p] = patternValue(layout, 0, Math.floor(p / 4), p % 4, s);
+    const raw = await renderRaw({ SamplesPerPixel: 3, Rows: 4, Columns: 4, pixelData: planes, extraElements: { '00280006': { vr: 'US', Value: [1] } } });
+    for (let p = 0; p < 16; p++) {
+      expect([...raw.data.subarray(3 * p, 3 * p + 3)]).toEqual([0, 1, 2].map((s) => patternValue(layout, 0, Math.floor(p / 4), p % 4, s)));
+    }
+  });
+});
+
 describe('renderDicom colour and geometry', () => {
   it('renders RGB samples unchanged', async () => {
     const o: InstanceOptions = { SamplesPerPixel: 3 };
