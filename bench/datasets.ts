@@ -1,11 +1,12 @@
 /**
- * The benchmark data sets, generated with the test factory and cached under bench/data/ (git-ignored):
- * a CT series of N slices 512x512 16-bit, M small studies of two 64x64 instances, and one multi-frame
- * 512x512 instance. Each set lives in its own folder with a manifest.json written last, so an
- * interrupted generation is simply redone.
+ * The benchmark data sets, generated with the test factory and cached under bench/data/ (git-ignored;
+ * BENCH_DATA_DIR moves it): a CT series of N slices 512x512 16-bit, M small studies of two 64x64
+ * instances, one multi-frame 512x512 instance, and the big study (S series x K slices, 2 GB at full
+ * scale). Each set lives in its own folder with a manifest.json written last, so an interrupted
+ * generation is simply redone.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { makeInstance, makePixelData, makeStudy } from '../test/helpers/dicom-factory';
 import type { BenchSettings } from './settings';
 
@@ -30,13 +31,23 @@ export interface SmallStudiesSet {
   bytes: number;
 }
 
+/** The big study: one patient, several series of identical-size slices. */
+export interface BigStudySet {
+  patientId: string;
+  studyUid: string;
+  seriesUids: string[];
+  files: string[];
+  bytes: number;
+}
+
 export interface DataSets {
   ct: SeriesSet;
   small: SmallStudiesSet;
   multiframe: SeriesSet;
+  big: BigStudySet;
 }
 
-export const DATA_ROOT = join(__dirname, '..', '..', 'bench', 'data');
+export const DATA_ROOT = process.env.BENCH_DATA_DIR ? resolve(process.env.BENCH_DATA_DIR) : join(__dirname, '..', '..', 'bench', 'data');
 
 const SURNAMES = [
   'SMITH', 'JOHNSON', 'BROWN', 'GARCIA', 'MÜLLER', 'DUPONT', 'SMITHERS', 'NGUYEN', 'ØSTERGÅRD', 'KOWALSKI',
@@ -190,6 +201,72 @@ function multiframe(frames: number): SeriesSet {
   return set;
 }
 
+/**
+ * A UID of fixed length (33 characters, even: no padding byte) so that it can be patched into a
+ * template file in place: 2.25.<20 digits of the label's hash><kind digit><7-digit number>.
+ */
+function fixedUid(label: string, kind: number, n: number): string {
+  const base = uidFor(label).slice('2.25.'.length).padEnd(20, '7').slice(0, 20);
+  return `2.25.${base}${kind}${String(n).padStart(7, '0')}`;
+}
+
+/**
+ * The big study, written cheaply: one template file per series (the factory's output), then each slice
+ * is that template with its SOPInstanceUID (and the meta header's copy of it) replaced in place and
+ * written straight to disk, so only one slice is ever in memory.
+ */
+function bigStudy(seriesCount: number, slices: number): BigStudySet {
+  const dir = join(DATA_ROOT, `big-${seriesCount}x${slices}`);
+  const cached = readManifest<BigStudySet>(dir);
+  if (cached) return cached;
+  log(`generating the big study: ${seriesCount} series x ${slices} slices 512x512 16-bit`);
+  freshDir(dir);
+  const seed = `bench-big-${seriesCount}x${slices}`;
+  const layout = { Rows: 512, Columns: 512, BitsAllocated: 16 as const, BitsStored: 12, PixelRepresentation: 0 as const, SamplesPerPixel: 1 as const };
+  const pixels = makePixelData(layout, 1);
+  const set: BigStudySet = { patientId: 'BENCH-BIG', studyUid: fixedUid(seed, 1, 0), seriesUids: [], files: [], bytes: 0 };
+  for (let s = 0; s < seriesCount; s++) {
+    const seriesUid = fixedUid(seed, 2, s);
+    const placeholder = fixedUid(seed, 3, 0);
+    const template = makeInstance({
+      seed: `${seed}/${s}`,
+      PatientID: set.patientId,
+      PatientName: 'BENCH^BIG',
+      StudyInstanceUID: set.studyUid,
+      SeriesInstanceUID: seriesUid,
+      SeriesNumber: s + 1,
+      SOPInstanceUID: placeholder,
+      StudyDate: '20230617',
+      StudyDescription: 'Benchmark big study',
+      ...layout,
+      RescaleSlope: 1,
+      RescaleIntercept: -1024,
+      WindowCenter: 1024,
+      WindowWidth: 4096,
+      pixelData: pixels,
+    });
+    const offsets = occurrences(template, Buffer.from(placeholder, 'latin1'));
+    if (offsets.length !== 2) throw new Error(`big study template: SOPInstanceUID found ${offsets.length} times, expected 2`);
+    set.seriesUids.push(seriesUid);
+    for (let i = 0; i < slices; i++) {
+      const sop = Buffer.from(fixedUid(seed, 3, s * slices + i + 1), 'latin1');
+      for (const offset of offsets) sop.copy(template, offset);
+      const file = join(dir, `${s}-${String(i).padStart(5, '0')}.dcm`);
+      writeFileSync(file, template);
+      set.files.push(file);
+      set.bytes += template.length;
+    }
+  }
+  writeFileSync(join(dir, 'manifest.json'), JSON.stringify(set));
+  return set;
+}
+
+function occurrences(haystack: Buffer, needle: Buffer): number[] {
+  const found: number[] = [];
+  for (let at = haystack.indexOf(needle); at !== -1; at = haystack.indexOf(needle, at + needle.length)) found.push(at);
+  return found;
+}
+
 export function prepareDataSets(settings: BenchSettings): DataSets {
   mkdirSync(DATA_ROOT, { recursive: true });
   const started = Date.now();
@@ -197,7 +274,13 @@ export function prepareDataSets(settings: BenchSettings): DataSets {
     ct: ctSeries(settings.ctSlices),
     small: smallStudies(settings.smallStudies),
     multiframe: multiframe(settings.frames),
+    // generated only when measured: 2 GB of disk at full scale
+    big: settings.sections.includes('big') || settings.sections.includes('client') ? bigStudy(settings.bigSeries, settings.bigSlices) : emptyBigStudy(),
   };
   log(`data ready in ${((Date.now() - started) / 1000).toFixed(1)} s under ${DATA_ROOT}`);
   return sets;
+}
+
+function emptyBigStudy(): BigStudySet {
+  return { patientId: '', studyUid: '', seriesUids: [], files: [], bytes: 0 };
 }

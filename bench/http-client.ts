@@ -2,6 +2,8 @@
  * Timed HTTP requests with undici (keep-alive), bounded by timeouts; multipart/related bodies for STOW-RS.
  */
 import { randomBytes } from 'node:crypto';
+import { createReadStream, statSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 
 export interface TimedResponse {
@@ -16,9 +18,9 @@ export interface TimedResponse {
 }
 
 export interface TimedRequestOptions {
-  method?: 'GET' | 'POST';
+  method?: 'GET' | 'POST' | 'PUT' | 'DELETE';
   headers?: Record<string, string>;
-  body?: Buffer;
+  body?: Buffer | Readable;
   /** Whole-request limit (default 300 s). */
   timeoutMs?: number;
   keepText?: boolean;
@@ -60,15 +62,32 @@ export interface MultipartBody {
   contentType: string;
 }
 
-/** A multipart/related; type="application/dicom" body holding the given Part 10 files. */
-export function stowBody(parts: Buffer[]): MultipartBody {
+export interface StreamedMultipartBody {
+  body: Readable;
+  contentType: string;
+  /** Exact body length, sent as Content-Length. */
+  length: number;
+}
+
+/**
+ * A multipart/related; type="application/dicom" body holding the given Part 10 files, read from disk
+ * as it is sent (one file open at a time), so a request of any size costs the client no memory.
+ */
+export function streamedStowBody(files: string[]): StreamedMultipartBody {
   const boundary = `bench-${randomBytes(12).toString('hex')}`;
-  const pieces: Buffer[] = [];
-  for (const part of parts) {
-    pieces.push(Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`, 'latin1'), part, Buffer.from('\r\n'));
+  const header = Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`, 'latin1');
+  const partEnd = Buffer.from('\r\n', 'latin1');
+  const closing = Buffer.from(`--${boundary}--\r\n`, 'latin1');
+  const length = files.reduce((sum, file) => sum + header.length + statSync(file).size + partEnd.length, closing.length);
+  async function* pieces(): AsyncGenerator<Buffer> {
+    for (const file of files) {
+      yield header;
+      for await (const chunk of createReadStream(file, { highWaterMark: 256 * 1024 })) yield chunk as Buffer;
+      yield partEnd;
+    }
+    yield closing;
   }
-  pieces.push(Buffer.from(`--${boundary}--\r\n`, 'latin1'));
-  return { body: Buffer.concat(pieces), contentType: `multipart/related; type="application/dicom"; boundary=${boundary}` };
+  return { body: Readable.from(pieces()), contentType: `multipart/related; type="application/dicom"; boundary=${boundary}`, length };
 }
 
 /** Length of a JSON array answer, or undefined when the text is not a JSON array. */

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { Dispatcher } from 'undici';
 import type { DataSets } from './datasets';
-import { sequenceLength, stowBody, timedRequest, type TimedResponse } from './http-client';
+import { sequenceLength, streamedStowBody, timedRequest, type TimedResponse } from './http-client';
 import type { RunningSystem } from './processes';
 
 export interface LoadResult {
@@ -23,14 +23,14 @@ export interface LoadResult {
   notes: string[];
 }
 
-function chunk<T>(items: T[], size: number): T[][] {
+export function chunk<T>(items: T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;
 }
 
 /** Runs fn over items with at most `parallel` at a time; stops early when fn throws. */
-async function inParallel<T>(items: T[], parallel: number, fn: (item: T) => Promise<void>): Promise<void> {
+export async function inParallel<T>(items: T[], parallel: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < items.length) {
@@ -41,17 +41,18 @@ async function inParallel<T>(items: T[], parallel: number, fn: (item: T) => Prom
   await Promise.all(Array.from({ length: Math.min(parallel, items.length) }, worker));
 }
 
-class StowError extends Error {}
+export class StowError extends Error {}
 
-interface StowStats {
+export interface StowStats {
   seconds: number;
   bytes: number;
   instances: number;
   failed: number;
 }
 
-async function stowFiles(
-  system: RunningSystem,
+/** STOW-RS of files, `perRequest` per request, `parallel` requests at a time, each body streamed from disk. */
+export async function stowFiles(
+  system: Pick<RunningSystem, 'url' | 'dicomWebRoot'>,
   dispatcher: Dispatcher,
   files: string[],
   perRequest: number,
@@ -61,12 +62,12 @@ async function stowFiles(
   const url = `${system.url}${system.dicomWebRoot}/studies`;
   const started = process.hrtime.bigint();
   await inParallel(chunk(files, perRequest), parallel, async (batch) => {
-    const { body, contentType } = stowBody(batch.map((f) => readFileSync(f)));
+    const { body, contentType, length } = streamedStowBody(batch);
     let response: TimedResponse;
     try {
       response = await timedRequest(dispatcher, url, {
         method: 'POST',
-        headers: { 'content-type': contentType, accept: 'application/dicom+json' },
+        headers: { 'content-type': contentType, 'content-length': String(length), accept: 'application/dicom+json' },
         body,
         keepText: true,
         timeoutMs: 600_000,
@@ -75,7 +76,7 @@ async function stowFiles(
       throw new StowError((error as Error).message.slice(0, 60));
     }
     if (response.status >= 400) throw new StowError(`status ${response.status}`);
-    stats.bytes += body.length;
+    stats.bytes += length;
     stats.instances += batch.length;
     stats.failed += sequenceLength(response.text, '00081198');
   });

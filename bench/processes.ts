@@ -3,13 +3,14 @@
  *  - plugin:   a real Orthanc + its DICOMweb plugin (test/helpers/orthanc-process.ts)
  *  - embedded: `node dist/src/server/cli.js <config>` on the embedded core
  *  - remote:   the same gateway with "Core": {"Url": ...} in front of a plain real Orthanc
- * Peak RSS is read from /proc/<pid>/status (VmHWM). Every child is killed on exit, also on error.
+ * Peak RSS is read from /proc/<pid>/status (bench/rss.ts). Every child is killed on exit, also on error.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, startOrthanc, type OrthancProcess } from '../test/helpers/orthanc-process';
+import type { Agent } from 'undici';
 import type { SystemName } from './settings';
 
 export interface RunningSystem {
@@ -27,6 +28,12 @@ export interface RunningSystem {
   /** Native REST base for fallback uploads (POST /instances). */
   nativeUrl: string;
   stop(): Promise<void>;
+}
+
+/** A started system and the keep-alive agent the bench talks to it with. */
+export interface Live {
+  system: RunningSystem;
+  agent: Agent;
 }
 
 const GATEWAY_CLI = join(__dirname, '..', 'src', 'server', 'cli.js');
@@ -71,18 +78,6 @@ function trackOrthanc(pid: number | undefined, stop: () => Promise<void>): () =>
     await stop();
     if (pid !== undefined) orthancPids.delete(pid);
   };
-}
-
-/** Peak resident set size (VmHWM) of a process in MiB, or undefined when it cannot be read. */
-export function peakRssMiB(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const match = /^VmHWM:\s+(\d+)\s+kB/m.exec(status);
-    return match ? Number(match[1]) / 1024 : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** The pid of the Orthanc started with the configuration file under `dir` (found through /proc/<pid>/cmdline). */
@@ -153,6 +148,8 @@ async function startGateway(name: SystemName, logLevel: string, extraConfig: Rec
     StorageDirectory: join(dir, 'storage'),
     DicomServerEnabled: false,
     DicomPort: await freePort(),
+    // the client-primitive STOW sends 50 instances per request, as the direct STOW it is compared with
+    DicomWeb: { StowMaxInstances: 50, StowMaxSize: 0 },
     ...extraConfig,
   };
   const configPath = join(dir, 'config.json');

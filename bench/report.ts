@@ -22,6 +22,28 @@ export interface Row {
   label: string;
   unit: Unit;
   cells: Partial<Record<SystemName, Cell>>;
+  /** What the gateway should reach (shown in the target column), e.g. "< 300". */
+  target?: string;
+  /** A reference measured once, not per system: shown in the plugin column, the others are "–". */
+  baseline?: boolean;
+  /** Planned runs when not BENCH_RUNS (e.g. the OHIF timings). */
+  runs?: number;
+}
+
+/** The row of an operation, created on first use (rows keep their insertion order in the report). */
+export function rowFor(rows: Map<string, Row>, op: Omit<Row, 'cells'>): Row {
+  let row = rows.get(op.id);
+  if (!row) {
+    row = { ...op, cells: {} };
+    rows.set(op.id, row);
+  }
+  return row;
+}
+
+export function cellOf(row: Row, name: SystemName): Cell {
+  const cell = row.cells[name] ?? { runs: [] };
+  row.cells[name] = cell;
+  return cell;
 }
 
 export interface Environment {
@@ -77,7 +99,9 @@ function format(value: number): string {
   return value.toFixed(2);
 }
 
-function cellText(cell: Cell | undefined, runs: number): string {
+function cellText(row: Row, system: SystemName, runs: number): string {
+  const cell = row.cells[system];
+  if (row.baseline && system !== 'plugin') return '–';
   if (!cell) return 'not run';
   if (cell.na !== undefined) return `n/a (${cell.na})`;
   const value = median(cell.runs);
@@ -128,12 +152,13 @@ export function toMarkdown(report: BenchReport): string {
     `* Gateways run as \`node dist/src/server/cli.js\` child processes, LOG_LEVEL=${report.settings.gatewayLogLevel}; every system on 127.0.0.1 with fresh storage.`,
     `* Ratios are gateway ÷ plugin; ↓ lower is better, ↑ higher is better. Total bench time ${format(report.totalSeconds)} s.`,
     '',
-    '| operation | unit | plugin | gateway-embedded | gateway-over-orthanc | embedded ÷ plugin | over-orthanc ÷ plugin |',
-    '|---|---|---:|---:|---:|---:|---:|',
+    '| operation | unit | plugin | gateway-embedded | gateway-over-orthanc | embedded ÷ plugin | over-orthanc ÷ plugin | target |',
+    '|---|---|---:|---:|---:|---:|---:|---|',
   ];
   for (const row of report.rows) {
+    const rowRuns = row.runs ?? runs;
     lines.push(
-      `| ${row.label} | ${unitText(row.unit)} | ${cellText(row.cells.plugin, runs)} | ${cellText(row.cells.embedded, runs)} | ${cellText(row.cells.remote, runs)} | ${ratioText(row, 'embedded')} | ${ratioText(row, 'remote')} |`,
+      `| ${row.label} | ${unitText(row.unit)} | ${cellText(row, 'plugin', rowRuns)} | ${cellText(row, 'embedded', rowRuns)} | ${cellText(row, 'remote', rowRuns)} | ${ratioText(row, 'embedded')} | ${ratioText(row, 'remote')} | ${row.target ?? ''} |`,
     );
   }
   const notes = [...report.notes, ...itemMismatches(report.rows)];

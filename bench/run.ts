@@ -4,31 +4,26 @@
  * markdown table and writes bench/results/latest.{md,json}. See bench/settings.ts for the sizes.
  */
 import { loadavg } from 'node:os';
-import type { Agent } from 'undici';
+import { measureBigStudy } from './big-study';
+import { measureClientPrimitives } from './client-primitives';
 import { prepareDataSets, type DataSets } from './datasets';
 import { keepAliveAgent } from './http-client';
+import { say } from './log';
 import { loadSystem, storedInstances, type LoadResult } from './load';
+import { measureOhif } from './ohif-timing';
 import { NotAvailable, operations, type Operation } from './operations';
 import {
   installExitHooks,
   orthancVersions,
-  peakRssMiB,
   startEmbeddedSystem,
   startPluginSystem,
   startRemoteSystem,
+  type Live,
   type RunningSystem,
 } from './processes';
-import { environment, writeReport, type BenchReport, type Cell, type Row } from './report';
+import { peakRssMiB } from './rss';
+import { cellOf, environment, rowFor, writeReport, type BenchReport, type Cell, type Row } from './report';
 import { readSettings, type BenchSettings, type SystemName } from './settings';
-
-interface Live {
-  system: RunningSystem;
-  agent: Agent;
-}
-
-function say(message: string): void {
-  process.stdout.write(`[bench] ${message}\n`);
-}
 
 async function startSystem(name: SystemName, settings: BenchSettings): Promise<RunningSystem> {
   if (name === 'plugin') return startPluginSystem();
@@ -52,21 +47,6 @@ async function startSystems(settings: BenchSettings, live: Map<SystemName, Live>
       say(`${name} NOT available: ${shortReason(error)}`);
     }
   }
-}
-
-function rowFor(rows: Map<string, Row>, op: Pick<Operation, 'id' | 'label' | 'unit'>): Row {
-  let row = rows.get(op.id);
-  if (!row) {
-    row = { id: op.id, label: op.label, unit: op.unit, cells: {} };
-    rows.set(op.id, row);
-  }
-  return row;
-}
-
-function cellOf(row: Row, name: SystemName): Cell {
-  const cell = row.cells[name] ?? { runs: [] };
-  row.cells[name] = cell;
-  return cell;
 }
 
 async function loadAll(live: Map<SystemName, Live>, data: DataSets, rows: Map<string, Row>, notes: string[]): Promise<void> {
@@ -122,7 +102,7 @@ async function measureAll(live: Map<SystemName, Live>, data: DataSets, settings:
 }
 
 function recordRss(live: Map<SystemName, Live>, rows: Map<string, Row>, notes: string[]): void {
-  const row = rowFor(rows, { id: 'peak-rss', label: 'Peak RSS of the server process (VmHWM)', unit: 'MiB' });
+  const row = rowFor(rows, { id: 'peak-rss', label: 'Peak RSS of the server process (VmHWM) over loading and the operations above', unit: 'MiB' });
   for (const [name, { system }] of live) {
     const rss = peakRssMiB(system.pid);
     const cell = cellOf(row, name);
@@ -158,6 +138,9 @@ function describeData(data: DataSets): Record<string, string> {
     ct: `CT ${data.ct.files.length} slices 512×512 16-bit (${mb(data.ct.bytes)})`,
     small: `${data.small.studies.length} small studies × 2 instances 64×64 (${mb(data.small.bytes)})`,
     multiframe: `1 multi-frame instance ${data.multiframe.frames ?? 1} frames 512×512 16-bit (${mb(data.multiframe.bytes)})`,
+    ...(data.big.files.length > 0
+      ? { big: `big study ${data.big.seriesUids.length} series × ${data.big.files.length / data.big.seriesUids.length} slices 512×512 16-bit (${mb(data.big.bytes)})` }
+      : {}),
   };
 }
 
@@ -174,7 +157,10 @@ async function main(): Promise<void> {
   const startLoad = Math.round(loadavg()[0] * 100) / 100;
   const settings = readSettings();
   installExitHooks();
-  say(`scale ${settings.scale}: CT ${settings.ctSlices} slices, ${settings.smallStudies} small studies, ${settings.frames} frames; ${settings.runs} runs`);
+  say(
+    `scale ${settings.scale}: CT ${settings.ctSlices} slices, ${settings.smallStudies} small studies, ${settings.frames} frames, ` +
+      `big study ${settings.bigSeries}x${settings.bigSlices}; ${settings.runs} runs; sections ${settings.sections.join(',')}`,
+  );
   const data = prepareDataSets(settings);
   const live = new Map<SystemName, Live>();
   const down = new Map<SystemName, string>();
@@ -185,9 +171,13 @@ async function main(): Promise<void> {
     const plugin = live.get('plugin')?.system;
     const versions = plugin ? await orthancVersions(plugin.url) : { orthanc: '?', plugin: '?' };
     await loadAll(live, data, rows, notes);
-    await measureAll(live, data, settings, rows);
+    if (settings.sections.includes('ops')) await measureAll(live, data, settings, rows);
     recordRss(live, rows, notes);
     rssCaveats(live, rows, notes);
+    // after the lifetime peak above, so that it covers the loading and the operations only
+    if (settings.sections.includes('ohif')) await measureOhif(live, data, settings, rows, notes);
+    if (settings.sections.includes('big')) await measureBigStudy(live, data.big, rows, notes);
+    if (settings.sections.includes('client')) await measureClientPrimitives(live, data, settings, rows, notes);
     markDown(settings, down, rows);
     for (const [name, reason] of down) notes.unshift(`${name}: ${reason}`);
     const report: BenchReport = {

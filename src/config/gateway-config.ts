@@ -42,11 +42,18 @@ export interface DicomWebConfig {
   stowMaxInstances: number;
   /** Megabytes; 0 = no limit */
   stowMaxSize: number;
+  /** Our addition ("StowMaxRequestSize"): megabytes one incoming STOW-RS body may hold once decoded (413 beyond); 0 = no limit. */
+  stowMaxRequestSize: number;
+  /** Our addition ("StowMaxParts"): parts one incoming STOW-RS body may hold (413 beyond); 0 = no limit. */
+  stowMaxParts: number;
   qidoCaseSensitive: boolean;
   /** Our addition ("QidoMaxResults"): most matches one QIDO-RS answer holds; more give a 299 Warning (PS3.18 §8.3.4.4). */
   qidoMaxResults: number;
   studiesMetadata: 'Full' | 'MainDicomTags' | 'Extrapolate';
   seriesMetadata: 'Full' | 'MainDicomTags' | 'Extrapolate';
+  /** Tags (8 upper-case hex digits) that "Extrapolate" mode reads from sampled files. */
+  studiesMetadataExtrapolatedTags: string[];
+  seriesMetadataExtrapolatedTags: string[];
   enableMetadataCache: boolean;
   otherBinaryMode: 'BulkDataURI' | 'InlineBinary';
   servers: Record<string, DicomWebServerConfig>;
@@ -60,6 +67,10 @@ export interface OrthancPeerConfig {
   certificateFile?: string;
   certificateKeyFile?: string;
   certificateKeyPassword?: string;
+  /** Seconds; absent or 0 = use the global HttpTimeout. */
+  timeout?: number;
+  /** Other keys of the object form, kept as Orthanc keeps them: text (Booleans as "1"/"0"). Absent = none. */
+  userProperties?: Record<string, string>;
 }
 
 export interface DicomModalityConfig {
@@ -123,4 +134,48 @@ export interface GatewayConfig {
   corsAllowedOrigins: string[];
   /** Our addition ("ReadOnly"): every HTTP method that writes answers 403 (see server/read-only.ts). */
   readOnly: boolean;
+  /** Our addition ("BearerTokens"): tokens accepted as "Authorization: Bearer <token>" when authentication is on. */
+  bearerTokens: string[];
+  /** "SslEnabled" + "SslCertificate" (one PEM file with the certificate and its private key): serve HTTPS. */
+  ssl?: SslConfig;
+  /** "MetricsEnabled" (Orthanc, default true): GET /tools/metrics-prometheus has content. */
+  metricsEnabled: boolean;
+  /** Our addition ("HttpLimits"): what one client may ask of the HTTP server (see server/request-limits.ts). */
+  httpLimits: HttpLimitsConfig;
+  /** "UserMetadata": name -> metadata type (1024..65535). */
+  userMetadata: Record<string, number>;
+  /** "UserContentType": name -> attachment type (1024..65535) and the MIME type its data is served with. */
+  userContentTypes: Record<string, UserContentType>;
+}
+
+export interface UserContentType {
+  type: number;
+  /** Absent: application/octet-stream. */
+  mime?: string;
+}
+
+export interface SslConfig {
+  /** Absolute path of the PEM file holding the certificate (and chain) and the private key. */
+  certificate: string;
+  /** "SslVerifyPeers": clients must present a certificate signed by one of "SslTrustedClientCertificates". */
+  verifyPeers: boolean;
+  /** Absolute path of a PEM file of trusted CA certificates; set when verifyPeers is. */
+  trustedClientCertificates?: string;
+}
+
+export interface HttpLimitsConfig {
+  /** Megabytes of a request body that is not an upload (JSON and other small bodies); 413 beyond. */
+  maxRequestBodySize: number;
+  /** Kilobytes of the request line and headers; 431 beyond. */
+  maxHeaderSize: number;
+  /** Seconds for a request's headers to arrive; 408 and the connection is closed beyond. */
+  headersTimeout: number;
+  /** Seconds for a whole request (body included) to arrive; 0 = no limit. */
+  requestTimeout: number;
+  /** Seconds an idle keep-alive connection stays open. */
+  keepAliveTimeout: number;
+  /** Renderings, thumbnails and transcodings run at once. */
+  imageWorkConcurrency: number;
+  /** Such requests waiting for a turn; one more is answered 503 with Retry-After. */
+  imageWorkQueueSize: number;
 }

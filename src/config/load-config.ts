@@ -10,6 +10,7 @@
  * Bad values stop the start with a ConfigError naming the key and the file; unknown keys only warn.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { parse, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import type {
@@ -17,9 +18,14 @@ import type {
   DicomWebConfig,
   DicomWebServerConfig,
   GatewayConfig,
+  HttpLimitsConfig,
   OrthancPeerConfig,
   RemoteCoreConfig,
+  SslConfig,
+  UserContentType,
 } from './gateway-config';
+import { USER_TYPE_MAX, USER_TYPE_MIN } from '../core/embedded/metadata-types';
+import { normalizeTag } from '../dicom/dictionary';
 
 export class ConfigError extends Error {
   constructor(
@@ -73,6 +79,7 @@ interface Origin {
 }
 
 const PORT_MAX = 65535;
+const MIN_TOKEN_LENGTH = 16;
 const NO_FILE = '(built-in defaults)';
 
 /** Orthanc keys we accept without using them, so that a real Orthanc configuration loads quietly. */
@@ -88,20 +95,18 @@ const IGNORED_ORTHANC_KEYS: ReadonlySet<string> = new Set([
   'HttpRequestTimeout', 'HttpServerEnabled', 'HttpThreadsCount', 'HttpVerbose',
   'IngestTranscodingOfCompressed', 'IngestTranscodingOfUncompressed', 'JobsHistorySize', 'KeepAlive',
   'LimitFindInstances', 'LimitFindResults', 'LoadPrivateDictionary', 'Locale', 'LuaScripts', 'MallocArenaMax',
-  'MaximumPduLength', 'MaximumStorageCacheSize', 'MediaArchiveSize', 'MetricsEnabled', 'OrthancExplorerEnabled',
+  'MaximumPduLength', 'MaximumStorageCacheSize', 'MediaArchiveSize', 'OrthancExplorerEnabled',
   'OrthancPeersInDatabase', 'OverwriteInstances', 'Plugins', 'QueryRetrieveSize', 'RestApiWriteToFileSystemEnabled',
-  'SaveJobs', 'SslCertificate', 'SslEnabled', 'SslMinimumProtocolVersion', 'SslTrustedClientCertificates',
-  'SslVerifyPeers', 'StableAge', 'StorageAccessOnFind', 'StorageCommitmentReportsSize', 'StorageCompression',
+  'SaveJobs', 'SslMinimumProtocolVersion', 'StableAge', 'StorageAccessOnFind', 'StorageCommitmentReportsSize', 'StorageCompression',
   'StoreDicom', 'StoreMD5ForAttachments', 'StrictAetComparison', 'SyncStorageArea', 'SynchronousCMove',
   'SynchronousZipStream', 'TcpNoDelay', 'TemporaryDirectory', 'TranscodeDicomProtocol', 'UnknownSopClassAccepted',
-  'UserContentType', 'UserMetadata', 'WebDavDeleteAllowed', 'WebDavEnabled', 'WebDavUploadAllowed',
+  'WebDavDeleteAllowed', 'WebDavEnabled', 'WebDavUploadAllowed',
   'ZipLoaderThreads',
 ]);
 
 /** DICOMweb plugin options we accept without using them. */
 const IGNORED_DICOMWEB_KEYS: ReadonlySet<string> = new Set([
   'ServersInDatabase', 'MetadataWorkerThreadsCount', 'WadoRsLoaderThreadsCount', 'EnablePerformanceLogs',
-  'StudiesMetadataExtrapolatedTags', 'SeriesMetadataExtrapolatedTags',
 ]);
 
 /** Orthanc 1.10 character sets for DefaultEncoding. */
@@ -205,6 +210,12 @@ function buildConfig(
     ohifRoot: readOhif(top, ctx),
     corsAllowedOrigins: readCors(top, ctx),
     readOnly: readBool(top, 'ReadOnly', false),
+    bearerTokens: readBearerTokens(top),
+    ssl: readSsl(top, baseDirOf),
+    metricsEnabled: readBool(top, 'MetricsEnabled', true),
+    httpLimits: readHttpLimits(top, ctx),
+    userMetadata: readEntries(top, 'UserMetadata', (v, w) => expectInt(v, w, USER_TYPE_MIN, USER_TYPE_MAX), false),
+    userContentTypes: readEntries(top, 'UserContentType', parseUserContentType, false),
   };
 }
 
@@ -534,6 +545,76 @@ function emptyToUndefined(v: string | undefined): string | undefined {
 // ---------------------------------------------------------------------------------------------
 // Orthanc sections
 
+/** A "UserContentType" entry: a type, or [type, MIME type] (Orthanc >= 1.5.0). */
+function parseUserContentType(v: unknown, w: Where): UserContentType {
+  if (!Array.isArray(v)) return { type: expectInt(v, w, USER_TYPE_MIN, USER_TYPE_MAX) };
+  if (v.length !== 2) throw invalid(w, 'must be a type or [type, "MIME type"]', v);
+  return { type: expectInt(v[0], { ...w, key: `${w.key}[0]` }, USER_TYPE_MIN, USER_TYPE_MAX), mime: expectString(v[1], { ...w, key: `${w.key}[1]` }) };
+}
+
+/** "BearerTokens": ["...", ...]; short tokens are refused (they could be guessed). */
+function readBearerTokens(top: Section): string[] {
+  const v = take(top, 'BearerTokens');
+  if (v === undefined) return [];
+  const w = at(top, 'BearerTokens', true);
+  if (!Array.isArray(v)) throw invalid(w, 'must be an array of strings', v);
+  return v.map((token, i) => {
+    const item = { ...w, key: `${w.key}[${i}]` };
+    const text = expectString(token, item);
+    if (text.length < MIN_TOKEN_LENGTH || /\s/.test(text)) throw invalid(item, `must be at least ${MIN_TOKEN_LENGTH} characters without spaces`, text);
+    return text;
+  });
+}
+
+/** "SslEnabled", "SslCertificate" (PEM: certificate + private key), "SslVerifyPeers", "SslTrustedClientCertificates". */
+function readSsl(top: Section, baseDirOf: (key: string) => string): SslConfig | undefined {
+  const enabled = readBool(top, 'SslEnabled', false);
+  const certificate = readOptionalPath(top, 'SslCertificate', baseDirOf);
+  const verifyPeers = readBool(top, 'SslVerifyPeers', false);
+  const trusted = readOptionalPath(top, 'SslTrustedClientCertificates', baseDirOf);
+  if (!enabled) return undefined;
+  if (certificate === undefined) throw missing(at(top, 'SslCertificate'));
+  const pem = readPemFile(certificate, at(top, 'SslCertificate'));
+  if (!pem.includes('CERTIFICATE-----') || !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) {
+    throw invalid(at(top, 'SslCertificate'), 'must be a PEM file holding the certificate and its private key', certificate);
+  }
+  if (!verifyPeers) return { certificate, verifyPeers };
+  if (trusted === undefined) throw missing(at(top, 'SslTrustedClientCertificates'));
+  if (!readPemFile(trusted, at(top, 'SslTrustedClientCertificates')).includes('CERTIFICATE-----')) {
+    throw invalid(at(top, 'SslTrustedClientCertificates'), 'must be a PEM file of CA certificates', trusted);
+  }
+  return { certificate, verifyPeers, trustedClientCertificates: trusted };
+}
+
+function readPemFile(file: string, w: Where): string {
+  try {
+    return fs.readFileSync(file, 'latin1');
+  } catch (err) {
+    throw invalid(w, `must name a readable file (${(err as NodeJS.ErrnoException).code ?? 'error'})`, file);
+  }
+}
+
+/** "HttpLimits": our own section; defaults fit normal use (see README, Security). */
+function readHttpLimits(top: Section, ctx: Context): HttpLimitsConfig {
+  const raw = take(top, 'HttpLimits');
+  const s = subsection(top, 'HttpLimits', raw === undefined ? {} : expectObject(raw, at(top, 'HttpLimits')));
+  const limits: HttpLimitsConfig = {
+    maxRequestBodySize: readInt(s, 'MaxRequestBodySize', 4, 1),
+    maxHeaderSize: readInt(s, 'MaxHeaderSize', 16, 1, 1024),
+    headersTimeout: readInt(s, 'HeadersTimeout', 30, 1),
+    requestTimeout: readInt(s, 'RequestTimeout', 3600, 0),
+    keepAliveTimeout: readInt(s, 'KeepAliveTimeout', 65, 1),
+    imageWorkConcurrency: readInt(s, 'ImageWorkConcurrency', os.availableParallelism(), 1),
+    imageWorkQueueSize: readInt(s, 'ImageWorkQueueSize', 64, 0),
+  };
+  // Node refuses a headers timeout longer than the request timeout
+  if (limits.requestTimeout !== 0 && limits.headersTimeout > limits.requestTimeout) {
+    throw invalid(at(s, 'HeadersTimeout'), `must not exceed "HttpLimits.RequestTimeout" (${limits.requestTimeout})`, limits.headersTimeout);
+  }
+  reportUnknownKeys(s, new Set(), ctx);
+  return limits;
+}
+
 function readRegisteredUsers(top: Section): Record<string, string> {
   const v = take(top, 'RegisteredUsers');
   return v === undefined ? {} : expectStringMap(v, at(top, 'RegisteredUsers'), true);
@@ -647,9 +728,51 @@ function credentials(
   return user === undefined ? {} : { username: user, password: pass ?? '' };
 }
 
+/** What Orthanc keeps of a user property of a peer: text, Booleans as "1"/"0", integers as text; undefined = refused. */
+export function peerUserProperty(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'boolean') return value ? '1' : '0';
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
+  return undefined;
+}
+
+function isRegularFile(file: string): boolean {
+  try {
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
 function parsePeer(v: unknown, w: Where): OrthancPeerConfig {
-  // Orthanc keeps other keys of a peer as user properties: accept them silently.
-  return parseWebService(v, w).common;
+  const { common, rest } = parseWebService(v, w);
+  // Orthanc refuses to start when a client certificate or its key is not a file (we would fail on every store)
+  const files = [['CertificateFile', common.certificateFile], ['CertificateKeyFile', common.certificateKeyFile]] as const;
+  for (const [key, file] of files) {
+    if (file !== undefined && !isRegularFile(file)) throw invalid({ ...w, key: `${w.key}.${key}` }, 'must name an existing file', file);
+  }
+  if (rest === undefined) return common;
+  const timeout = take(rest, 'Timeout');
+  // Orthanc keeps the other keys of a peer as user properties (shown by GET /peers?expand)
+  const properties: Record<string, string> = {};
+  for (const [key, value] of Object.entries(rest.values)) {
+    if (WEB_SERVICE_KEYS.has(key) || rest.used.has(key)) continue;
+    const text = peerUserProperty(value);
+    if (text === undefined) throw invalid(at(rest, key), 'must be a string, a Boolean or an integer (a user property of the peer)', value);
+    properties[key] = text;
+  }
+  return dropUndefined({
+    ...common,
+    timeout: timeout === undefined ? undefined : expectInt(timeout, at(rest, 'Timeout'), 0),
+    userProperties: Object.keys(properties).length > 0 ? properties : undefined,
+  });
+}
+
+/** A peer defined at run time (PUT /peers/{name}) by the rules of "OrthancPeers"; errors are ConfigErrors naming `origin`. */
+export function parsePeerDefinition(name: string, value: unknown, origin: string): OrthancPeerConfig {
+  const where = { key: name, file: origin };
+  checkEntryName(name, where);
+  return parsePeer(value, where);
 }
 
 function parseServer(v: unknown, w: Where): DicomWebServerConfig {
@@ -713,10 +836,15 @@ function readDicomWeb(top: Section, ctx: Context): DicomWebConfig {
     publicRoot: publicRoot === undefined ? undefined : normaliseRoot(publicRoot),
     stowMaxInstances: readInt(s, 'StowMaxInstances', 10, 0),
     stowMaxSize: readInt(s, 'StowMaxSize', 10, 0),
+    // what a STOW-RS client may send us (StowMaxSize/StowMaxInstances are about what we send)
+    stowMaxRequestSize: readInt(s, 'StowMaxRequestSize', 4096, 0),
+    stowMaxParts: readInt(s, 'StowMaxParts', 10000, 0),
     qidoCaseSensitive: readBool(s, 'QidoCaseSensitive', true),
     qidoMaxResults: readInt(s, 'QidoMaxResults', 10000, 1),
     studiesMetadata: readEnum(s, 'StudiesMetadata', METADATA_MODES, 'Full'),
     seriesMetadata: readEnum(s, 'SeriesMetadata', METADATA_MODES, 'Full'),
+    studiesMetadataExtrapolatedTags: readTagList(s, 'StudiesMetadataExtrapolatedTags'),
+    seriesMetadataExtrapolatedTags: readTagList(s, 'SeriesMetadataExtrapolatedTags'),
     enableMetadataCache: readBool(s, 'EnableMetadataCache', true),
     otherBinaryMode: readEnum(s, 'OtherBinaryMode', BINARY_MODES, 'BulkDataURI'),
     servers: readEntries(s, 'Servers', (v, w) => parseServer(v, w), false),
@@ -726,6 +854,18 @@ function readDicomWeb(top: Section, ctx: Context): DicomWebConfig {
 }
 
 /** "Core": { "Url", "Username", "Password" } selects a remote Orthanc; an empty Url keeps the embedded core. */
+/** A list of DICOM tags, each a keyword or "gggg,eeee" (as the plugin's *ExtrapolatedTags take them). */
+function readTagList(s: Section, key: string): string[] {
+  const w = at(s, key);
+  const list = take(s, key) ?? [];
+  if (!Array.isArray(list)) throw invalid(w, 'must be an array of tags such as "ImagePositionPatient" or "0020,0032"', list);
+  return list.map((v, i) => {
+    const tag = normalizeTag(expectString(v, { ...w, key: `${w.key}[${i}]` }));
+    if (tag === undefined) throw invalid({ ...w, key: `${w.key}[${i}]` }, 'is not a DICOM tag or keyword', v);
+    return tag;
+  });
+}
+
 function readCore(top: Section, ctx: Context): RemoteCoreConfig | undefined {
   const raw = take(top, 'Core');
   if (raw === undefined) return undefined;

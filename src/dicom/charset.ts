@@ -126,9 +126,69 @@ export interface DecodeTextOptions {
   /**
    * Character set assumed for bytes above 0x7F that no designation covers, e.g. a data set without
    * (0008,0005) holding Latin-1 text. A defined term ("ISO_IR 100", "ISO_IR 192", "GB18030", ...);
-   * default Latin-1, like Orthanc's "DefaultEncoding".
+   * default: the process-wide default encoding (`setDefaultEncoding`, Orthanc's "DefaultEncoding").
    */
   fallbackCharacterSet?: string;
+}
+
+/**
+ * Orthanc's encoding names (option "DefaultEncoding", /tools/default-encoding) and the Specific Character
+ * Set term each stands for (Orthanc's GetDicomSpecificCharacterSet). Windows1251 has no DICOM term.
+ */
+const ORTHANC_ENCODINGS: Readonly<Record<string, string | undefined>> = {
+  Ascii: 'ISO_IR 6',
+  Utf8: 'ISO_IR 192',
+  Latin1: 'ISO_IR 100',
+  Latin2: 'ISO_IR 101',
+  Latin3: 'ISO_IR 109',
+  Latin4: 'ISO_IR 110',
+  Latin5: 'ISO_IR 148',
+  Cyrillic: 'ISO_IR 144',
+  Windows1251: undefined,
+  Arabic: 'ISO_IR 127',
+  Greek: 'ISO_IR 126',
+  Hebrew: 'ISO_IR 138',
+  Thai: 'ISO_IR 166',
+  Japanese: 'ISO_IR 13',
+  Chinese: 'GB18030',
+  JapaneseKanji: 'ISO 2022 IR 87',
+  Korean: 'ISO 2022 IR 149',
+  SimplifiedChinese: 'ISO 2022 IR 58',
+};
+
+/** Orthanc's canonical spelling of an encoding name (matched case-insensitively, as Orthanc does), or undefined. */
+export function orthancEncodingName(name: string): string | undefined {
+  const upper = name.toUpperCase();
+  return Object.keys(ORTHANC_ENCODINGS).find((known) => known.toUpperCase() === upper);
+}
+
+/**
+ * The encoding used for text of data sets without (0008,0005): one setting for the whole process, so the
+ * native routes, DICOMweb and the index all decode alike. Set from the configuration at start-up and
+ * by PUT /tools/default-encoding.
+ */
+let defaultEncoding = 'Latin1';
+
+export function getDefaultEncoding(): string {
+  return defaultEncoding;
+}
+
+/** `name` is one of Orthanc's encoding names (any case); throws on an unknown one. */
+export function setDefaultEncoding(name: string): void {
+  const known = orthancEncodingName(name);
+  if (known === undefined) throw new RangeError(`Unknown encoding: ${name}`);
+  defaultEncoding = known;
+}
+
+/** The Specific Character Set term of the default encoding; undefined for Windows1251 (no DICOM term). */
+export function defaultCharacterSet(): string | undefined {
+  return ORTHANC_ENCODINGS[defaultEncoding];
+}
+
+function defaultFallback(): CharsetTerm {
+  const term = ORTHANC_ENCODINGS[defaultEncoding];
+  // Windows-1251 is not a DICOM character set, but Orthanc accepts it as the default: decode whole values with it.
+  return term === undefined ? { kind: 'whole', label: 'windows-1251' } : parseTerm(term);
 }
 
 const decoders = new Map<string, TextDecoder>();
@@ -318,7 +378,7 @@ export function decodeText(
 ): string {
   const terms = specificCharacterSet.map(parseTerm);
   const first: CharsetTerm = terms[0] ?? { kind: 'default' };
-  const fallback = parseTerm(options.fallbackCharacterSet ?? 'ISO_IR 100');
+  const fallback = options.fallbackCharacterSet === undefined ? defaultFallback() : parseTerm(options.fallbackCharacterSet);
 
   if (first.kind === 'whole') return decoderFor(first.label).decode(bytes);
   if (isPlainAscii(bytes)) return bytesToCodePoints(bytes);

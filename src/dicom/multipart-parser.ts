@@ -15,7 +15,12 @@ import { parseMediaType, type ParsedMediaType } from './media-types';
 
 /** A malformed or truncated multipart body, or a limit exceeded: the client's fault (→ HTTP 400). */
 export class MultipartError extends Error {
-  override readonly name = 'MultipartError';
+  override readonly name: string = 'MultipartError';
+}
+
+/** A body that is well formed but holds more parts than MultipartOptions.maxParts (callers may answer 413). */
+export class MultipartLimitError extends MultipartError {
+  override readonly name = 'MultipartLimitError';
 }
 
 export interface MultipartPart {
@@ -166,7 +171,7 @@ class MultipartScanner {
         case 'headers': {
           // Checked here, after the previous part was delivered complete.
           if (this.maxParts !== undefined && this.parts >= this.maxParts) {
-            throw new MultipartError(`Too many parts in the multipart body (the limit is ${this.maxParts})`);
+            throw new MultipartLimitError(`Too many parts in the multipart body (the limit is ${this.maxParts})`);
           }
           const headers = this.headerBlock();
           if (headers === null) return null;

@@ -8,7 +8,7 @@
  * sharp then crops, scales and encodes. Pure: bytes in, bytes out.
  */
 import { DicomImage, NativePixelDecoder, WindowLevel } from 'dcmjs-imaging';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import { readDataset } from './dataset-reader';
 import { DicomParseError, type DicomDataset, type DicomElement } from './dicom-file';
 import { DicomScanError } from './element-walker';
@@ -32,6 +32,8 @@ export interface Viewport {
 export interface RenderOptions {
   /** 0-based frame. */
   frame?: number;
+  /** 0-based frames, when more than one (an animated GIF); `frame` is then ignored. */
+  frames?: readonly number[];
   mediaType?: RenderedMediaType;
   window?: VoiWindow;
   viewport?: Viewport;
@@ -221,18 +223,20 @@ function ensureDecoder(): Promise<void> {
 }
 
 /** dcmjs-imaging for colour and compressed images (its window is the PS3.3 linear one). */
-async function renderWithImaging(file: Buffer, frame: number, window?: VoiWindow): Promise<RawImage> {
+async function renderWithImaging(file: Buffer, frames: readonly number[], window?: VoiWindow): Promise<RawImage[]> {
   await ensureDecoder();
   const arrayBuffer = file.buffer.slice(file.byteOffset, file.byteOffset + file.byteLength) as ArrayBuffer;
   try {
     const image = new DicomImage(arrayBuffer);
-    if (frame >= image.getNumberOfFrames()) throw new RenderError('bad-frame', `The image has no frame ${frame + 1}`);
-    const result = image.render({
-      frame,
-      renderOverlays: false,
-      ...(window ? { windowLevel: new WindowLevel(window.width, window.center) } : {}),
+    return frames.map((frame) => {
+      if (frame >= image.getNumberOfFrames()) throw new RenderError('bad-frame', `The image has no frame ${frame + 1}`);
+      const result = image.render({
+        frame,
+        renderOverlays: false,
+        ...(window ? { windowLevel: new WindowLevel(window.width, window.center) } : {}),
+      });
+      return { width: result.width, height: result.height, channels: 4, data: Buffer.from(result.pixels) } as RawImage;
     });
-    return { width: result.width, height: result.height, channels: 4, data: Buffer.from(result.pixels) };
   } catch (error) {
     if (error instanceof RenderError) throw error;
     throw new RenderError('unsupported', `Cannot render the image: ${(error as Error).message}`);
@@ -249,19 +253,20 @@ function readWholeDataset(file: Buffer): { dataset: DicomDataset; transferSyntax
   }
 }
 
-/** Decodes one frame to 8-bit pixels ready for display. */
-export async function renderFrame(file: Buffer, frame: number, window?: VoiWindow): Promise<RawImage> {
+/** Decodes frames (0-based) to 8-bit pixels ready for display, reading the file once. */
+export async function renderFrames(file: Buffer, frames: readonly number[], window?: VoiWindow): Promise<RawImage[]> {
   const { dataset, transferSyntax } = readWholeDataset(file);
   if (!dataset['7FE00010'] || !dataset['00280010'] || !dataset['00280011']) {
     throw new RenderError('not-image', 'The instance holds no image (no Pixel Data)');
   }
   if (window) checkWindow(window);
-  const frames = firstNumber(dataset, '00280008') ?? 1;
-  if (!Number.isInteger(frame) || frame < 0 || frame >= frames) throw new RenderError('bad-frame', `The image has ${frames} frame(s), not frame ${frame + 1}`);
+  const count = firstNumber(dataset, '00280008') ?? 1;
+  const missing = frames.find((frame) => !Number.isInteger(frame) || frame < 0 || frame >= count);
+  if (missing !== undefined) throw new RenderError('bad-frame', `The image has ${count} frame(s), not frame ${missing + 1}`);
   const photometric = firstText(dataset, '00280004') ?? 'MONOCHROME2';
   const grey = photometric === 'MONOCHROME1' || photometric === 'MONOCHROME2';
-  if (grey && NATIVE_SYNTAXES.has(transferSyntax)) return renderGreyscale(dataset, frame, window);
-  return renderWithImaging(file, frame, window);
+  if (grey && NATIVE_SYNTAXES.has(transferSyntax)) return frames.map((frame) => renderGreyscale(dataset, frame, window));
+  return renderWithImaging(file, frames, window);
 }
 
 /** Source region of a viewport in pixels, clipped to the image, with the flips negative sizes ask for. */
@@ -275,8 +280,8 @@ function viewportRegion(viewport: Viewport, width: number, height: number): { le
   return { left: Math.round(x0), top: Math.round(y0), width: Math.round(x1 - x0), height: Math.round(y1 - y0), flipX: r.width < 0, flipY: r.height < 0 };
 }
 
-/** Crops, scales and encodes raw pixels. */
-export async function encodeImage(raw: RawImage, options: RenderOptions = {}): Promise<{ body: Buffer; mediaType: RenderedMediaType }> {
+/** Crops and scales raw pixels (region, viewport, size bound): a sharp pipeline still to be encoded. */
+function shape(raw: RawImage, options: RenderOptions): Sharp {
   let pipeline = sharp(raw.data, { raw: { width: raw.width, height: raw.height, channels: raw.channels } });
   if (options.fractionRegion) {
     const [fx1, fy1, fx2, fy2] = options.fractionRegion;
@@ -297,9 +302,14 @@ export async function encodeImage(raw: RawImage, options: RenderOptions = {}): P
   if (options.maxSize && (options.maxSize.width || options.maxSize.height)) {
     pipeline = pipeline.resize(options.maxSize.width, options.maxSize.height, { fit: 'inside', withoutEnlargement: true });
   }
-  if (raw.channels === 4) pipeline = pipeline.removeAlpha();
+  if (raw.channels === 4) return pipeline.removeAlpha();
   // keep greyscale output single-channel (sharp would otherwise write sRGB)
-  else pipeline = pipeline.toColourspace('b-w');
+  return pipeline.toColourspace('b-w');
+}
+
+/** Crops, scales and encodes raw pixels. */
+export async function encodeImage(raw: RawImage, options: RenderOptions = {}): Promise<{ body: Buffer; mediaType: RenderedMediaType }> {
+  let pipeline = shape(raw, options);
   const mediaType = options.mediaType ?? 'image/jpeg';
   if (mediaType === 'image/png') pipeline = pipeline.png();
   else if (mediaType === 'image/gif') pipeline = pipeline.gif();
@@ -307,10 +317,23 @@ export async function encodeImage(raw: RawImage, options: RenderOptions = {}): P
   return { body: await pipeline.toBuffer(), mediaType };
 }
 
-/** DICOM file bytes → encoded image. Throws RenderError for what the client asked wrong. */
+/** Frames shown one after the other in an animated GIF (PS3.18's multi-frame rendered media type). */
+const ANIMATION_DELAY_MS = 100;
+
+/** Several frames of one image, each cropped and scaled alike, as one animated GIF. */
+export async function encodeAnimation(frames: readonly RawImage[], options: RenderOptions = {}): Promise<{ body: Buffer; mediaType: 'image/gif' }> {
+  const shaped = await Promise.all(frames.map((frame) => shape(frame, options).raw().toBuffer({ resolveWithObject: true })));
+  const { width, height, channels } = shaped[0].info;
+  // one tall image whose pages are the frames: libvips writes each page as a GIF frame
+  const pages = sharp(Buffer.concat(shaped.map((frame) => frame.data)), { raw: { width, height: height * shaped.length, channels, pageHeight: height } });
+  return { body: await pages.gif({ delay: ANIMATION_DELAY_MS, loop: 0 }).toBuffer(), mediaType: 'image/gif' };
+}
+
+/** DICOM file bytes → encoded image: one frame, or several as an animated GIF. Throws RenderError for what the client asked wrong. */
 export async function renderDicom(file: Buffer, options: RenderOptions = {}): Promise<{ body: Buffer; mediaType: RenderedMediaType }> {
-  const raw = await renderFrame(file, options.frame ?? 0, options.window);
-  return encodeImage(raw, options);
+  const frames = options.frames ?? [options.frame ?? 0];
+  const raws = await renderFrames(file, frames, options.window);
+  return raws.length === 1 ? encodeImage(raws[0], options) : encodeAnimation(raws, options);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,12 +9,27 @@
 import { createHash } from 'node:crypto';
 import type * as dcmjs from 'dcmjs';
 import type { NativeCore } from '../core/native-model';
-import { datasetToDicomJson, serializeDicomJson, type BinaryChoice, type BulkDataPath, type DicomJsonDataset } from '../dicom/dicom-json';
+import { datasetToDicomJson, mergeDicomJson, serializeDicomJson, tagValuesToDicomJson, type BinaryChoice, type BulkDataPath, type DicomJsonDataset } from '../dicom/dicom-json';
+import { defaultCharacterSet } from '../dicom/charset';
 import { readInstanceDataset } from './instance-header';
 import { mapLimit } from '../core/map-limit';
 import type { InstanceRef, SeriesTarget } from './wado-resources';
 
 export type OtherBinaryMode = 'BulkDataURI' | 'InlineBinary';
+
+/**
+ * How a study's or series' metadata is made (the plugin's StudiesMetadata/SeriesMetadata): every file read
+ * ("Full"), the index's main DICOM tags alone ("MainDicomTags"), or those plus the configured tags whose value
+ * is the same in a few sampled files ("Extrapolate", for attributes constant across a series).
+ */
+export interface MetadataMode {
+  kind: 'Full' | 'MainDicomTags' | 'Extrapolate';
+  /** Tags (8 hex digits) to extrapolate, in "Extrapolate" mode. */
+  extrapolatedTags: readonly string[];
+}
+
+/** Files sampled in "Extrapolate" mode: the first, the middle and the last of the series. */
+const EXTRAPOLATION_SAMPLES = 3;
 
 /** Written where the public base URL goes; \u0001 cannot occur in DICOM text, so no value can clash. */
 export const BASE_PLACEHOLDER = '\u0001DICOMWEB-BASE\u0001';
@@ -102,28 +117,71 @@ function firstString(dataset: dcmjs.data.DicomDataset, tag: string): string {
   return typeof value === 'string' ? value.trim() : '';
 }
 
+/** Orders instances by Instance Number, then by their place in the series. */
+function byInstanceNumber(a: { number: number; index: number }, b: { number: number; index: number }): number {
+  return a.number - b.number || a.index - b.index;
+}
+
+function instanceNumberOf(text: string | undefined): number {
+  const number = parseInt(text ?? '', 10);
+  return Number.isFinite(number) ? number : Number.MAX_SAFE_INTEGER;
+}
+
+/** The attributes of `tags` that every sampled file of the series has, with the same value. */
+async function extrapolatedAttributes(core: NativeCore, ids: readonly string[], tags: readonly string[]): Promise<DicomJsonDataset> {
+  if (tags.length === 0 || ids.length === 0) return {};
+  const picks = [...new Set([0, Math.floor((ids.length - 1) / 2), ids.length - 1])].slice(0, EXTRAPOLATION_SAMPLES);
+  const samples = await mapLimit(picks, PARALLEL_READS, async (pick) => datasetToDicomJson((await readInstanceDataset(core, ids[pick])).dataset, { binary: () => 'inline' }));
+  const constant: DicomJsonDataset = {};
+  for (const tag of tags) {
+    const first = samples[0][tag];
+    if (first !== undefined && samples.every((sample) => JSON.stringify(sample[tag]) === JSON.stringify(first))) constant[tag] = first;
+  }
+  return constant;
+}
+
+/** A series' metadata from the index ("MainDicomTags"), plus extrapolated attributes ("Extrapolate"). */
+async function buildSeriesSummaryJson(core: NativeCore, target: SeriesTarget, mode: MetadataMode): Promise<string> {
+  const [study, instances] = await Promise.all([core.getResource('Study', target.series.ParentStudy), core.getInstances('Series', target.series.ID)]);
+  const characterSet = defaultCharacterSet();
+  // as the plugin, which writes the index's text in the default encoding and names it
+  const upper = tagValuesToDicomJson({
+    ...(characterSet === undefined ? {} : { SpecificCharacterSet: characterSet }),
+    ...(study?.Type === 'Study' ? { ...study.PatientMainDicomTags, ...study.MainDicomTags } : {}),
+    ...target.series.MainDicomTags,
+  });
+  const ids = (instances ?? []).map((instance) => instance.ID);
+  const extrapolated = mode.kind === 'Extrapolate' ? await extrapolatedAttributes(core, ids, mode.extrapolatedTags) : {};
+  const built = (instances ?? []).map((instance, index) => ({
+    json: serializeDicomJson(mergeDicomJson(upper, extrapolated, tagValuesToDicomJson(instance.MainDicomTags))),
+    number: instanceNumberOf(instance.MainDicomTags.InstanceNumber),
+    index,
+  }));
+  return `[${built.sort(byInstanceNumber).map((b) => b.json).join(',')}]`;
+}
+
 /**
  * A JSON array of every instance of the series (placeholder base), ordered by Instance Number.
- * Built from the series' instance list and the files alone: SOP Instance UIDs come from the files.
+ * "Full": built from the series' instance list and the files alone (SOP Instance UIDs come from the files).
  */
-export async function buildSeriesJson(core: NativeCore, target: SeriesTarget, mode: OtherBinaryMode): Promise<string> {
+export async function buildSeriesJson(core: NativeCore, target: SeriesTarget, binaryMode: OtherBinaryMode, mode: MetadataMode): Promise<string> {
+  if (mode.kind !== 'Full') return buildSeriesSummaryJson(core, target, mode);
   const built = await mapLimit(target.series.Instances, PARALLEL_READS, async (id, index) => {
     const { dataset } = await readInstanceDataset(core, id);
-    const number = parseInt(firstString(dataset, '00200013'), 10);
     const uids = { studyUid: target.studyUid, seriesUid: target.seriesUid, sopUid: firstString(dataset, '00080018') };
-    return { json: instanceJson(dataset, uids, mode), number: Number.isFinite(number) ? number : Number.MAX_SAFE_INTEGER, index };
+    return { json: instanceJson(dataset, uids, binaryMode), number: instanceNumberOf(firstString(dataset, '00200013')), index };
   });
-  built.sort((a, b) => a.number - b.number || a.index - b.index);
-  return `[${built.map((b) => b.json).join(',')}]`;
+  return `[${built.sort(byInstanceNumber).map((b) => b.json).join(',')}]`;
 }
 
 /**
  * Identifies the content of a series' metadata: its instances and LastUpdate (which moves whenever
  * an instance is stored), so that adding, deleting or replacing an instance gives a new key.
  */
-export function seriesMetadataKey(target: SeriesTarget, mode: OtherBinaryMode): string {
+export function seriesMetadataKey(target: SeriesTarget, binaryMode: OtherBinaryMode, mode: MetadataMode): string {
   const hash = createHash('sha1');
-  hash.update(`v${FORMAT_VERSION}|${mode}|${target.series.ID}|${target.series.LastUpdate}|${target.studyUid}|${target.seriesUid}|`);
+  const how = mode.kind === 'Extrapolate' ? `Extrapolate:${mode.extrapolatedTags.join(',')}` : mode.kind;
+  hash.update(`v${FORMAT_VERSION}|${binaryMode}|${how}|${target.series.ID}|${target.series.LastUpdate}|${target.studyUid}|${target.seriesUid}|`);
   hash.update(target.series.Instances.join(','));
   return hash.digest('hex');
 }

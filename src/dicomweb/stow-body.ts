@@ -4,11 +4,11 @@
  * after undoing any Content-Encoding. Parts arrive one at a time; nothing is buffered beyond a chunk.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import busboy from 'busboy';
 import { HttpError } from '../server/errors';
-import { getMultipartBoundary, MultipartError, parseMultipart } from '../dicom/multipart-parser';
+import { getMultipartBoundary, MultipartError, MultipartLimitError, parseMultipart } from '../dicom/multipart-parser';
 import { parseMediaType, splitHeaderList } from '../dicom/media-types';
 
 export interface BodyPart {
@@ -22,6 +22,20 @@ export interface BodyPart {
 export type BodyFraming = { kind: 'related'; boundary: string } | { kind: 'form-data' } | { kind: 'single'; part: Omit<BodyPart, 'body'> };
 
 const DICOM = 'application/dicom';
+
+/** Caps of one request's body (DicomWeb.StowMaxRequestSize / StowMaxParts); beyond them the answer is 413. */
+export interface StowBodyLimits {
+  /** Bytes once Content-Encoding is undone (a small gzip body may inflate to any size). */
+  maxBytes?: number;
+  maxParts?: number;
+}
+
+/** Set per request by server/request-limits.ts before the STOW-RS route runs; follows the body through decoding. */
+const bodyLimits = new WeakMap<Readable, StowBodyLimits>();
+
+export function limitStowBody(req: Readable, limits: StowBodyLimits): void {
+  bodyLimits.set(req, limits);
+}
 
 /**
  * What the Content-Type announces. Throws HttpError 415 for what STOW-RS cannot take
@@ -93,7 +107,29 @@ export function decodedBody(req: Readable, contentEncoding: string | undefined):
     stream.pipe(decoder);
     stream = decoder;
   }
+  const limits = bodyLimits.get(req);
+  if (limits?.maxBytes !== undefined) stream = cappedBody(stream, limits.maxBytes);
+  if (limits) bodyLimits.set(stream, limits);
   return stream;
+}
+
+/** The body, cut with an HttpError 413 (which the part readers pass on) once it exceeds maxBytes. */
+function cappedBody(source: Readable, maxBytes: number): Readable {
+  let total = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      total += chunk.length;
+      if (total > maxBytes) done(new HttpError(413, 'The STOW-RS request is too large', `More than ${maxBytes} bytes of DICOM data`));
+      else done(null, chunk);
+    },
+  });
+  forwardAbort(source, counter);
+  source.pipe(counter);
+  return counter;
+}
+
+function tooManyParts(maxParts: number): HttpError {
+  return new HttpError(413, 'Too many parts in the STOW-RS request', `At most ${maxParts} instances per request`);
 }
 
 /** pipe() does not pass on errors or an early close: a client that vanishes must still end the consumer. */
@@ -114,18 +150,23 @@ function partOf(mediaType: string | undefined, body: Readable): BodyPart {
   return { mediaType: parsed.type, transferSyntax: parsed.params['transfer-syntax'], body };
 }
 
-async function* relatedParts(body: Readable, boundary: string): AsyncGenerator<BodyPart> {
-  for await (const part of parseMultipart(body, boundary)) yield partOf(part.headers['content-type'], part.body);
+async function* relatedParts(body: Readable, boundary: string, maxParts: number | undefined): AsyncGenerator<BodyPart> {
+  try {
+    for await (const part of parseMultipart(body, boundary, { maxParts })) yield partOf(part.headers['content-type'], part.body);
+  } catch (error) {
+    if (error instanceof MultipartLimitError && maxParts !== undefined) throw tooManyParts(maxParts);
+    throw error;
+  }
 }
 
 /**
  * busboy pushes files; this turns them into a pull sequence. busboy waits until a file stream is read
  * (backpressure), so at most one file is in flight; unread files must be resumed by the consumer.
  */
-async function* formDataParts(body: Readable, headers: IncomingHttpHeaders): AsyncGenerator<BodyPart> {
+async function* formDataParts(body: Readable, headers: IncomingHttpHeaders, maxParts: number | undefined): AsyncGenerator<BodyPart> {
   let parser: busboy.Busboy;
   try {
-    parser = busboy({ headers, defParamCharset: 'utf8' });
+    parser = busboy({ headers, defParamCharset: 'utf8', limits: maxParts === undefined ? {} : { files: maxParts } });
   } catch (error) {
     throw new HttpError(400, 'Malformed multipart/form-data request', (error as Error).message);
   }
@@ -147,7 +188,11 @@ async function* formDataParts(body: Readable, headers: IncomingHttpHeaders): Asy
     signal();
   });
   parser.on('error', (error: Error) => {
-    failure = new MultipartError(error.message);
+    failure = error instanceof HttpError ? error : new MultipartError(error.message);
+    signal();
+  });
+  parser.on('filesLimit', () => {
+    failure ??= tooManyParts(maxParts ?? 0);
     signal();
   });
   forwardAbort(body, parser);
@@ -171,9 +216,12 @@ async function* formDataParts(body: Readable, headers: IncomingHttpHeaders): Asy
 
 /** The parts of a request body, one after the other, as they arrive. */
 export function bodyParts(framing: BodyFraming, body: Readable, headers: IncomingHttpHeaders): AsyncGenerator<BodyPart> {
-  if (framing.kind === 'related') return relatedParts(body, framing.boundary);
-  if (framing.kind === 'form-data') return formDataParts(body, headers);
+  const maxParts = bodyLimits.get(body)?.maxParts;
+  if (framing.kind === 'related') return relatedParts(body, framing.boundary, maxParts);
+  if (framing.kind === 'form-data') return formDataParts(body, headers, maxParts);
   return (async function* single() {
     yield { ...framing.part, body };
+    // the size cap cut the body: that is the answer to the request, not an outcome of its one part
+    if (body.errored instanceof HttpError) throw body.errored;
   })();
 }

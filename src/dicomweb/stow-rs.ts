@@ -27,7 +27,7 @@ import { logger } from '../server/logger';
 import { negotiateMediaType, type MediaOffer } from '../dicom/media-types';
 import { DicomParseError } from '../dicom/dicom-file';
 import { identifyInstance, scanIdentifiers, type InstanceIdentifiers } from '../dicom/dicom-identifiers';
-import { readFileHead } from '../core/embedded/storage-area';
+import { isOutOfSpace, readFileHead } from '../core/embedded/storage-area';
 import { publicBaseUrl } from './public-url';
 import { bodyFraming, bodyParts, checkContentEncoding, decodedBody, type BodyPart } from './stow-body';
 import {
@@ -252,11 +252,6 @@ class StowSession {
 
 function failed(reason: number, message: string, ids?: InstanceIdentifiers): FailedOutcome {
   return { kind: 'failed', reason, message, sopClassUid: ids?.sopClassUid, sopInstanceUid: ids?.sopInstanceUid };
-}
-
-function isOutOfSpace(error: unknown): boolean {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 async function removeFile(file: string): Promise<void> {

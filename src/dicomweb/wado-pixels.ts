@@ -17,6 +17,7 @@ import { nativeFrameBits } from '../dicom/pixel-data';
 import { canDecode, decodeFrame } from '../dicom/transcode';
 import { DEFAULT_TRANSFER_SYNTAX, frameMediaType, isEncapsulated } from '../dicom/transfer-syntax';
 import { HttpError } from '../server/errors';
+import { imageWorkLimiter } from '../server/work-limiter';
 import type { DicomWebContext } from './dicomweb-router';
 import { instanceLayout, readInstanceDataset } from './instance-header';
 import { bulkSuffix, instancePath } from './metadata';
@@ -95,6 +96,12 @@ function planFrames(layout: DicomLayout, selection: MediaSelection, what: string
   };
 }
 
+/** Decoding compressed frames is CPU-heavy work: it takes its turn in the image work limiter (whole answer). */
+function withDecodeTurn(context: DicomWebContext, layout: DicomLayout, plan: FramePlan, send: () => Promise<void>): Promise<void> {
+  const decodes = isEncapsulated(layout.transferSyntax) && plan.transferSyntax !== layout.transferSyntax;
+  return decodes ? imageWorkLimiter(context.config).run(send) : send();
+}
+
 function frameCount(layout: DicomLayout): number {
   return Math.max(1, layout.image.numberOfFrames ?? 1);
 }
@@ -155,15 +162,17 @@ function retrieveFrames(context: DicomWebContext): RequestHandler {
     const plan = planFrames(layout, selection, 'The frames');
     const base = `${publicBaseUrl(req, context.config)}${instancePath(ref)}`;
     res.setHeader('Vary', 'Accept');
-    if (!plan.multipart) {
-      const bytes = await plan.convert(await context.core.readFrameRaw(ref.id, frames[0] - 1));
-      res.status(200);
-      res.setHeader('Content-Type', formatMediaType(plan.partType, { 'transfer-syntax': plan.transferSyntax }));
-      res.setHeader('Content-Location', `${base}/frames/${frames[0]}`);
-      res.end(bytes);
-      return;
-    }
-    await sendFrameParts(res, context.core, ref, frames, plan, (frame) => `${base}/frames/${frame}`);
+    await withDecodeTurn(context, layout, plan, async () => {
+      if (!plan.multipart) {
+        const bytes = await plan.convert(await context.core.readFrameRaw(ref.id, frames[0] - 1));
+        res.status(200);
+        res.setHeader('Content-Type', formatMediaType(plan.partType, { 'transfer-syntax': plan.transferSyntax }));
+        res.setHeader('Content-Location', `${base}/frames/${frames[0]}`);
+        res.end(bytes);
+        return;
+      }
+      await sendFrameParts(res, context.core, ref, frames, plan, (frame) => `${base}/frames/${frame}`);
+    });
   };
 }
 
@@ -222,6 +231,20 @@ async function sendPixelBulk(req: Request, res: Response, context: DicomWebConte
   const count = frameCount(layout);
   const selection = negotiate(req, pixelOffers(layout.transferSyntax, true, count === 1), 'The bulk data');
   const plan = planFrames(layout, selection, 'The bulk data');
+  return withDecodeTurn(context, layout, plan, () => sendPlannedPixelBulk(req, res, context, ref, layout, selection, plan, location));
+}
+
+async function sendPlannedPixelBulk(
+  req: Request,
+  res: Response,
+  context: DicomWebContext,
+  ref: InstanceRef,
+  layout: DicomLayout,
+  selection: MediaSelection,
+  plan: FramePlan,
+  location: string,
+): Promise<void> {
+  const count = frameCount(layout);
   const frames = Array.from({ length: count }, (_, i) => i + 1);
   res.setHeader('Vary', 'Accept');
   if (plan.partType !== OCTET_STREAM) {

@@ -27,7 +27,7 @@ import { DEFAULT_TRANSFER_SYNTAX } from '../dicom/transfer-syntax';
 import { mapLimit } from '../core/map-limit';
 import { HttpError } from '../server/errors';
 import type { DicomWebContext } from './dicomweb-router';
-import { buildInstanceJson, buildSeriesJson, instancePath, joinJsonArrays, seriesMetadataKey, withBase, type OtherBinaryMode } from './metadata';
+import { buildInstanceJson, buildSeriesJson, instancePath, joinJsonArrays, seriesMetadataKey, withBase, type MetadataMode, type OtherBinaryMode } from './metadata';
 import { baseHash, MetadataCache } from './metadata-cache';
 import { publicBaseUrl } from './public-url';
 import { acceptsGzip, negotiate, notAcceptable, notModified, sendMultipart } from './wado-http';
@@ -222,6 +222,9 @@ interface MetadataService {
   core: NativeCore;
   cache: MetadataCache;
   mode: OtherBinaryMode;
+  /** StudiesMetadata and SeriesMetadata. */
+  studies: MetadataMode;
+  series: MetadataMode;
 }
 
 function sendJsonText(res: Response, mediaType: string, json: string): void {
@@ -267,7 +270,8 @@ function retrieveMetadata(context: DicomWebContext, service: MetadataService, le
     }
 
     const seriesList = await seriesOfPath(service.core, req, level);
-    const keys = seriesList.map((series) => seriesMetadataKey(series, service.mode));
+    const how = level === 'study' ? service.studies : service.series;
+    const keys = seriesList.map((series) => seriesMetadataKey(series, service.mode, how));
     const etag = etagOf(keys, base, selection.mediaType);
     res.setHeader('ETag', etag);
     res.setHeader('Cache-Control', 'no-cache');
@@ -275,7 +279,7 @@ function retrieveMetadata(context: DicomWebContext, service: MetadataService, le
       res.status(304).end();
       return;
     }
-    const build = (series: SeriesTarget) => () => buildSeriesJson(service.core, series, service.mode);
+    const build = (series: SeriesTarget) => () => buildSeriesJson(service.core, series, service.mode, how);
     const gzipWanted = acceptsGzip(req) && selection.mediaType !== 'multipart/related';
     const cachedGzip = level === 'series' && gzipWanted;
     if (cachedGzip) {
@@ -315,6 +319,8 @@ export function wadoRsRouter(context: DicomWebContext): Router {
     core: context.core,
     cache: new MetadataCache(metadataCacheDirectory(context.config)),
     mode: context.config.dicomWeb.otherBinaryMode,
+    studies: { kind: context.config.dicomWeb.studiesMetadata, extrapolatedTags: context.config.dicomWeb.studiesMetadataExtrapolatedTags },
+    series: { kind: context.config.dicomWeb.seriesMetadata, extrapolatedTags: context.config.dicomWeb.seriesMetadataExtrapolatedTags },
   };
   const study = '/studies/:study';
   const series = `${study}/series/:series`;

@@ -8,6 +8,7 @@ import type { NativeCore } from '../core/native-model';
 import { splitHeaderList } from '../dicom/media-types';
 import { parseQuality, RenderError, renderDicom, type RenderedMediaType, type RenderOptions } from '../dicom/render';
 import { HttpError } from '../server/errors';
+import { imageWorkLimiter, type WorkLimiter } from '../server/work-limiter';
 import type { DicomWebContext } from './dicomweb-router';
 import { readRenderableFile, renderHttpError } from './wado-rs-rendered';
 
@@ -110,7 +111,7 @@ async function sendDicom(core: NativeCore, id: string, transferSyntax: string | 
   res.end(body);
 }
 
-async function handle(core: NativeCore, req: Request, res: Response): Promise<void> {
+async function handle(core: NativeCore, limiter: WorkLimiter, req: Request, res: Response): Promise<void> {
   const requestType = param(req, 'requestType');
   if (requestType !== 'WADO') throw new HttpError(400, 'requestType must be WADO', `Got "${requestType ?? ''}"`);
   const objectUid = param(req, 'objectUID');
@@ -121,14 +122,16 @@ async function handle(core: NativeCore, req: Request, res: Response): Promise<vo
   if (transferSyntax && contentType !== 'application/dicom') throw new HttpError(400, 'transferSyntax applies to contentType=application/dicom only');
   const options = contentType === 'application/dicom' ? undefined : imageOptions(req, contentType);
   const id = await findInstance(core, param(req, 'studyUID') || undefined, param(req, 'seriesUID') || undefined, objectUid);
-  if (options === undefined) return sendDicom(core, id, transferSyntax, res);
-  const file = await readRenderableFile(core, id);
-  let image;
-  try {
-    image = await renderDicom(file, options);
-  } catch (error) {
-    throw renderHttpError(error, 400);
-  }
+  // transcoding and rendering take their turn; the file as stored does not
+  if (options === undefined) return transferSyntax ? limiter.run(() => sendDicom(core, id, transferSyntax, res)) : sendDicom(core, id, undefined, res);
+  const image = await limiter.run(async () => {
+    const file = await readRenderableFile(core, id);
+    try {
+      return await renderDicom(file, options);
+    } catch (error) {
+      throw renderHttpError(error, 400);
+    }
+  });
   res.status(200).type(image.mediaType).setHeader('Content-Length', image.body.length);
   res.end(image.body);
 }
@@ -136,8 +139,9 @@ async function handle(core: NativeCore, req: Request, res: Response): Promise<vo
 /** WADO-URI, mounted at DicomWeb.WadoRoot (e.g. /wado) when DicomWeb.EnableWado is true. */
 export function wadoUriRouter(context: DicomWebContext): Router {
   const router = Router();
+  const limiter = imageWorkLimiter(context.config);
   router.get('/', (req: Request, res: Response, next: NextFunction) => {
-    handle(context.core, req, res).catch(next);
+    handle(context.core, limiter, req, res).catch(next);
   });
   return router;
 }

@@ -8,15 +8,19 @@ import { RemoteCore } from '../core/remote/remote-core';
 import { coreProxy } from '../core/remote/native-proxy';
 import { dicomWebRouter } from '../dicomweb/dicomweb-router';
 import { wadoUriRouter } from '../dicomweb/wado-uri';
-import { basicAuth } from './auth';
+import { setDefaultEncoding } from '../dicom/charset';
+import { authenticate } from './auth';
 import { compressText } from './compress';
 import { cors, resourcePolicy } from './cors';
 import { errorHandler, sendError } from './errors';
 import { jobsOf } from './jobs';
 import { jobsRouter } from './jobs-routes';
 import { logger } from './logger';
+import { gatewayMetrics } from './metrics';
 import { ohifRouter } from './ohif';
 import { readOnlyGuard } from './read-only';
+import { requestBodyLimits } from './request-limits';
+import { imageWorkLimiter } from './work-limiter';
 
 export interface Gateway {
   app: Express;
@@ -30,10 +34,16 @@ export function createCore(config: GatewayConfig): NativeCore {
 }
 
 export function createApp(config: GatewayConfig, core: NativeCore = createCore(config)): Gateway {
+  // one process-wide setting (PUT /tools/default-encoding changes it): the index, native routes and DICOMweb decode alike
+  setDefaultEncoding(config.defaultEncoding);
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'extended');
+
+  // first: every answer counts, refusals (401, 413, 503) included
+  const metrics = gatewayMetrics(config, core, jobsOf(core), imageWorkLimiter(config));
+  app.use(metrics.track);
 
   // one log line per request at info; below that level (LOG_LEVEL=warn) the middleware is not installed at all
   if (logger.isLevelEnabled('info')) {
@@ -49,7 +59,9 @@ export function createApp(config: GatewayConfig, core: NativeCore = createCore(c
 
   app.use(compressText());
   app.use(cors(config.corsAllowedOrigins)); // before auth: preflights carry no credentials
-  if (config.authenticationEnabled) app.use(basicAuth(config.registeredUsers, config.name));
+  if (config.authenticationEnabled) app.use(authenticate({ users: config.registeredUsers, tokens: config.bearerTokens }, config.name));
+  // bodies that declare too much are refused before anything reads them
+  app.use(requestBodyLimits(config));
   // after auth (an anonymous caller learns nothing), before every router that could write
   if (config.readOnly) app.use(readOnlyGuard(config.dicomWeb.root));
 
@@ -57,6 +69,8 @@ export function createApp(config: GatewayConfig, core: NativeCore = createCore(c
   if (config.dicomWeb.enable) app.use(config.dicomWeb.root.replace(/\/$/, ''), corp, dicomWebRouter({ config, core }));
   if (config.dicomWeb.enableWado) app.use(config.dicomWeb.wadoRoot, corp, wadoUriRouter({ config, core }));
   if (config.ohifRoot) app.use(config.ohifRoot.replace(/\/$/, ''), ohifRouter(config, config.ohifRoot));
+  // ours, also in front of a remote Orthanc (whose own metrics stay at its port)
+  app.use(metrics.routes);
   let closeProxy = (): void => undefined;
   // before the native router and the proxy: our job ids are answered here, any other falls through to Orthanc
   const jobs = jobsOf(core);

@@ -50,10 +50,20 @@ export function jobsRouter(engine: JobEngine, options: JobsRouterOptions = {}): 
     });
   }
 
-  // our jobs have no outputs (archives are answered synchronously)
+  // the outputs jobs publish (the ZIP of an asynchronous archive or media job)
   router.get('/jobs/:id/:output', (req, res, next) => {
-    if (!engine.has(String(req.params.id))) unknown(req, next);
-    else throw new HttpError(404, `Job ${String(req.params.id)} has no output "${String(req.params.output)}"`);
+    const id = String(req.params.id);
+    if (!engine.has(id)) {
+      unknown(req, next);
+      return;
+    }
+    const output = engine.output(id, String(req.params.output));
+    const stream = output?.open();
+    if (!output || !stream) throw new HttpError(404, 'Accessing an inexistent item', `Job has no such output: ${String(req.params.output)}`);
+    res.setHeader('Content-Type', output.contentType);
+    res.setHeader('Content-Disposition', `filename="${output.filename}"`);
+    stream.on('error', () => res.destroy());
+    stream.pipe(res);
   });
 
   return router;

@@ -11,6 +11,7 @@
  * - Nothing survives a restart (Orthanc can persist its jobs in the database; we do not).
  */
 import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { CoreError } from '../core/native-model';
 import { HttpError, orthancErrorOf } from './errors';
 
@@ -23,6 +24,18 @@ export interface JobContext {
   progress(percent: number): void;
   /** Publishes the Content so far: a canceled or failed job still shows it. */
   setContent(content: JobContent): void;
+  /** Publishes a file the job produced, downloaded at GET /jobs/{id}/{name} (absent when the work runs outside a job). */
+  setOutput?(name: string, output: JobOutput): void;
+}
+
+/** A job's product (Orthanc: the "archive" of archive and media jobs). */
+export interface JobOutput {
+  contentType: string;
+  filename: string;
+  /** Its bytes; undefined once discarded. */
+  open(): Readable | undefined;
+  /** Frees what it holds (a temporary file); called when its job is forgotten or the engine closes. */
+  discard(): void;
 }
 
 /** Runs the job; resolves to its final Content. */
@@ -65,6 +78,7 @@ interface Job {
   running?: Promise<void>;
   /** Order of submission: ties of priority run first come, first served. */
   sequence: number;
+  outputs: Map<string, JobOutput>;
 }
 
 /** Orthanc's timestamps: ISO 8601 basic format, UTC, microseconds ("20180718T151802.412000"). */
@@ -108,6 +122,7 @@ export class JobEngine {
       errorCode: 0,
       errorDescription: 'Success',
       sequence: this.sequence++,
+      outputs: new Map(),
     };
     this.jobs.set(job.id, job);
     this.pump();
@@ -116,6 +131,11 @@ export class JobEngine {
 
   has(id: string): boolean {
     return this.jobs.has(id);
+  }
+
+  /** An output a job published, or undefined. */
+  output(id: string, name: string): JobOutput | undefined {
+    return this.jobs.get(id)?.outputs.get(name);
   }
 
   /** Ids, oldest first (as Orthanc lists them, in no promised order). */
@@ -183,6 +203,7 @@ export class JobEngine {
     for (const job of this.jobs.values()) {
       if (job.running) running.push(job.running);
       job.controller?.abort();
+      for (const output of job.outputs.values()) output.discard();
     }
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));
@@ -233,6 +254,10 @@ export class JobEngine {
       setContent: (content) => {
         if (job.controller === controller) job.content = content;
       },
+      setOutput: (name, output) => {
+        if (job.controller === controller) job.outputs.set(name, output);
+        else output.discard();
+      },
     };
     job.running = job.spec
       .work(context)
@@ -278,6 +303,7 @@ export class JobEngine {
     for (const job of this.jobs.values()) {
       if (finished <= this.historySize) return;
       if (job.state === 'Success' || job.state === 'Failure') {
+        for (const output of job.outputs.values()) output.discard();
         this.jobs.delete(job.id);
         finished--;
       }

@@ -1,5 +1,4 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,6 +8,7 @@ import request from 'supertest';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway';
 import { startGatewayProcess, removeDir, type GatewayProcess } from '../helpers/gateway-process';
 import { makeStudy } from '../helpers/dicom-factory';
+import { hasOpenssl, makeCertificates } from '../helpers/tls-certificates';
 
 const SERVERS = '/dicom-web/servers';
 
@@ -130,27 +130,6 @@ describe('DICOMweb client against a second gateway process (embedded core, Basic
     expect(await peerGet('/instances')).toHaveLength(0);
   });
 });
-
-function hasOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'pipe' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA. */
-function makeCertificates(dir: string): void {
-  const ssl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=test-ca', '-keyout', 'ca.key', '-out', 'ca.crt');
-  writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\n');
-  writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
-  for (const [name, cn] of [['server', '127.0.0.1'], ['client', 'gateway-client']]) {
-    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${cn}`, '-keyout', `${name}.key`, '-out', `${name}.csr`);
-    ssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', `${name}.ext`, '-out', `${name}.crt`);
-  }
-}
 
 (hasOpenssl() ? describe : describe.skip)('DICOMweb client with an HTTPS server requiring a client certificate', () => {
   let dir = '';

@@ -107,6 +107,8 @@ describe('defaults', () => {
       ohifRoot: '/ohif/',
       corsAllowedOrigins: [],
       readOnly: false,
+      userMetadata: {},
+      userContentTypes: {},
     });
     expect(config.httpProxy).toBeUndefined();
     expect(config.httpsCACertificates).toBeUndefined();
@@ -279,6 +281,22 @@ describe('files', () => {
   });
 });
 
+describe('UserMetadata and UserContentType', () => {
+  it('reads names and types in 1024..65535, with the MIME type of a content type', () => {
+    const config = loadJson({ UserMetadata: { Sample: 1024, Last: 65535 }, UserContentType: { notes: 1024, report: [1025, 'application/pdf'] } });
+    expect(config.userMetadata).toEqual({ Sample: 1024, Last: 65535 });
+    expect(config.userContentTypes).toEqual({ notes: { type: 1024 }, report: { type: 1025, mime: 'application/pdf' } });
+  });
+
+  it('refuses types outside the user range and malformed entries, naming the key', () => {
+    expect(configError(() => loadJson({ UserMetadata: { Sample: 1023 } })).key).toBe('UserMetadata.Sample');
+    expect(configError(() => loadJson({ UserMetadata: { Sample: '1024' } })).key).toBe('UserMetadata.Sample');
+    expect(configError(() => loadJson({ UserContentType: { notes: 65536 } })).key).toBe('UserContentType.notes');
+    expect(configError(() => loadJson({ UserContentType: { report: [1025] } })).key).toBe('UserContentType.report');
+    expect(configError(() => loadJson({ UserContentType: { report: [1025, 7] } })).key).toBe('UserContentType.report[1]');
+  });
+});
+
 describe('paths', () => {
   it('resolves relative storage paths against the folder of the file that sets them', () => {
     const file = write('etc/gw.json', '{ "StorageDirectory": "data", "IndexDirectory": "../index", "HttpsCACertificates": "ca.pem" }');
@@ -408,7 +426,7 @@ describe('OrthancPeers', () => {
     }).orthancPeers;
     expect(peers.short).toEqual({ url: 'http://peer:8042/', httpHeaders: {} });
     expect(peers.creds).toEqual({ url: 'http://peer:8042/', username: 'u', password: 'p', httpHeaders: {} });
-    expect(peers.long).toEqual({ url: 'https://peer/', username: 'u', password: 'p', httpHeaders: { 'X-A': 'b' } });
+    expect(peers.long).toEqual({ url: 'https://peer/', username: 'u', password: 'p', httpHeaders: { 'X-A': 'b' }, userProperties: { Extra: '1' } });
   });
 
   it('refuses names Orthanc refuses', () => {

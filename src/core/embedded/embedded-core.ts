@@ -2,6 +2,7 @@ import type Database from 'better-sqlite3';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { createHash, randomUUID } from 'node:crypto';
 import type { GatewayConfig } from '../../config/gateway-config';
 import {
@@ -21,7 +22,8 @@ import {
 import { LEVELS, LEVEL_PATH, LEVEL_TAGS, LEVEL_UID_TAG, indexedTags, levelIndex, levelOfTag } from '../main-dicom-tags';
 import { orthancId, isOrthancId } from '../orthanc-ids';
 import { openIndex, LEVEL_CODE } from './schema';
-import { StorageArea, readFileHead } from './storage-area';
+import { StorageArea, isOutOfSpace, readFileHead } from './storage-area';
+import { PatientRecycling, type DroppedFile } from './recycling';
 import { buildConstraints, fold, matchesValue, type Constraint } from './find-query';
 import { DicomParseError, elementToString, type DicomDataset } from '../../dicom/dicom-file';
 import { normalizeTag, tagToKeyword, toOrthancTag, vrOfTag } from '../../dicom/dictionary';
@@ -30,6 +32,8 @@ import { readDataset, type DatasetRead } from '../../dicom/dataset-reader';
 import { NeedMoreData } from '../../dicom/element-scanner';
 import { PixelDataError, readStoredFrame, readStoredFrames } from '../../dicom/pixel-data';
 import { canTranscode, nativeFrameToLittleEndian, TranscodeError, transcodeFile } from '../../dicom/transcode';
+import { TS } from '../../dicom/transfer-syntax';
+import { ContentTypes, LAST_UPDATE_METADATA, MetadataTypes, md5Of, nextRevision, type Revision } from './metadata-types';
 
 /** Seconds without new instances after which Orthanc calls a resource stable (its StableAge default). */
 const STABLE_AGE_SECONDS = 60;
@@ -108,6 +112,7 @@ export class EmbeddedCore implements NativeCore {
   readonly db: Database.Database;
   readonly storage: StorageArea;
   private totalSize: number;
+  readonly recycling: PatientRecycling;
   /** Prepared statements by SQL text: compiling one costs more than running it (searches run thousands per answer). */
   private readonly statements = new Map<string, Database.Statement>();
 
@@ -116,6 +121,7 @@ export class EmbeddedCore implements NativeCore {
     this.storage = new StorageArea(config.storageDirectory);
     this.recoverFromCrash();
     this.totalSize = (this.prepare('SELECT COALESCE(SUM(size), 0) AS s FROM attachments').get() as { s: number }).s;
+    this.recycling = new PatientRecycling(this.db, config);
   }
 
   /** A cached prepared statement; the cache is emptied when ad-hoc search SQL (one text per query shape) fills it. */
@@ -129,12 +135,15 @@ export class EmbeddedCore implements NativeCore {
     return statement;
   }
 
-  /** Files whose write or delete was interrupted: a write that never reached the index is removed, a delete is finished. */
+  /**
+   * Files whose write or delete was interrupted: a write that never reached the index is removed, a delete is
+   * finished. Synchronous, and the journal is emptied only afterwards: a crash during the recovery is recovered again.
+   */
   private recoverFromCrash(): void {
     const pending = this.prepare('SELECT uuid, operation FROM pending_files').all() as Array<{ uuid: string; operation: string }>;
     const referenced = this.prepare('SELECT 1 FROM attachments WHERE uuid = ?');
     for (const { uuid, operation } of pending) {
-      if (operation === 'delete' || !referenced.get(uuid)) void this.storage.remove(uuid);
+      if (operation === 'delete' || !referenced.get(uuid)) this.storage.removeSync(uuid);
     }
     this.prepare('DELETE FROM pending_files').run();
     this.storage.clearTemporary();
@@ -161,7 +170,7 @@ export class EmbeddedCore implements NativeCore {
       MaximumStorageSize: this.config.maximumStorageSize,
       MaximumPatientCount: this.config.maximumPatientCount,
       OverwriteInstances: false,
-      UserMetadata: {},
+      UserMetadata: this.config.userMetadata,
       HasLabels: true,
     };
   }
@@ -192,30 +201,41 @@ export class EmbeddedCore implements NativeCore {
 
       // a file small enough to be read whole for its header is hashed from that read, not read again
       const { size, md5 } = whole ? digest(whole) : await digestFile(temporaryPath);
-      const maximum = this.config.maximumStorageSize * 1024 * 1024;
-      if (maximum > 0 && this.totalSize + size > maximum) {
-        throw new CoreError(507, 'The storage area is full', `MaximumStorageSize (${this.config.maximumStorageSize} MB) would be exceeded`);
-      }
+      this.recycling.checkInstanceSize(size);
 
       const uuid = randomUUID();
       this.prepare("INSERT INTO pending_files (uuid, operation) VALUES (?, 'write')").run(uuid);
       await this.storage.moveIntoPlace(temporaryPath, uuid);
       moved = true;
-      const stored = this.db.transaction(() => {
-        this.prepare('DELETE FROM pending_files WHERE uuid = ?').run(uuid);
-        // a concurrent upload of the same instance may have won while this file was being moved
-        if (this.findRow(ids.instance, 'Instance')) return false;
-        this.indexInstance(parsed, identifiers, ids, { uuid, size, md5 });
-        return true;
-      })();
-      if (!stored) {
-        await this.storage.remove(uuid);
-        return result('AlreadyStored');
+      let recycled: DroppedFile[] = [];
+      let stored = false;
+      try {
+        // limits are checked and patients recycled in the transaction that indexes the instance: concurrent uploads
+        // cannot both take the last free bytes, and a refusal rolls the recycling back
+        stored = this.db.transaction(() => {
+          // a concurrent upload of the same instance may have won while this file was being moved
+          if (this.findRow(ids.instance, 'Instance')) return false;
+          const patient = this.findRow(ids.patient, 'Patient');
+          recycled = this.recycling.makeRoom(
+            { storageSize: () => this.totalSize, deletePatient: (internalId) => this.deleteRows(this.rowById(internalId), orthancTimestamp()).files },
+            size,
+            patient?.internal_id,
+          );
+          this.indexInstance(parsed, identifiers, ids, { uuid, size, md5 });
+          this.prepare('DELETE FROM pending_files WHERE uuid = ?').run(uuid);
+          return true;
+        })();
+      } finally {
+        // not indexed (already stored, refused, failed): the journal still lists the file, removed with it here
+        if (!stored) await this.removeFiles([{ uuid, size: 0 }]);
       }
-      this.totalSize += size;
+      if (!stored) return result('AlreadyStored');
+      this.totalSize += size - recycled.reduce((sum, file) => sum + file.size, 0);
+      await this.removeFiles(recycled);
       return result('Success');
     } catch (error) {
       if (error instanceof DicomParseError) throw new CoreError(400, error.message);
+      if (isOutOfSpace(error)) throw new CoreError(507, 'The file storage is full', (error as Error).message);
       throw error;
     } finally {
       if (!moved) await fsp.rm(temporaryPath, { force: true });
@@ -249,6 +269,7 @@ export class EmbeddedCore implements NativeCore {
     const now = orthancTimestamp();
     const dataset = parsed.dataset;
     const patient = this.getOrCreate('Patient', ids.patient, identifiers.patientId, dataset, null, now);
+    this.recycling.markMostRecent(patient.internal_id);
     const study = this.getOrCreate('Study', ids.study, identifiers.studyUid, dataset, patient, now);
     const series = this.getOrCreate('Series', ids.series, identifiers.seriesUid, dataset, study, now);
     const instance = this.getOrCreate('Instance', ids.instance, identifiers.sopUid, dataset, series, now);
@@ -261,6 +282,8 @@ export class EmbeddedCore implements NativeCore {
       TransferSyntax: parsed.transferSyntax,
       SopClassUid: elementToString(dataset['00080016']) ?? '',
       ...(Number.isFinite(indexInSeries) ? { IndexInSeries: String(indexInSeries) } : {}),
+      // where Pixel Data starts in the file (a deflated file's offsets are into its inflated bytes: none given)
+      ...(parsed.pixelData && parsed.transferSyntax !== TS.DeflatedExplicitVRLittleEndian ? { PixelDataOffset: String(parsed.pixelData.tagOffset) } : {}),
     };
     const setMetadata = this.prepare('INSERT OR REPLACE INTO metadata (internal_id, name, value) VALUES (?, ?, ?)');
     for (const [name, value] of Object.entries(metadata)) setMetadata.run(instance.internal_id, name, value);
@@ -789,41 +812,69 @@ export class EmbeddedCore implements NativeCore {
   async deleteWithAncestor(level: ResourceLevel, id: string): Promise<LookupMatch | null | undefined> {
     const row = this.findRow(id, level);
     if (!row) return undefined;
-    const column = ['patient_id', 'study_id', 'series_id', 'internal_id'][row.level];
-    const now = orthancTimestamp();
-    const { files, remaining } = this.db.transaction(() => {
-      const files = this.prepare(
-          `SELECT a.uuid, a.size FROM attachments a JOIN resources d ON d.internal_id = a.internal_id WHERE d.${column} = ?`,
-        )
-        .all(row.internal_id) as Array<{ uuid: string; size: number }>;
-      const markPending = this.prepare("INSERT OR REPLACE INTO pending_files (uuid, operation) VALUES (?, 'delete')");
-      for (const file of files) markPending.run(file.uuid);
-      const recordDeleted = this.prepare("INSERT INTO changes (change_type, level, public_id, date) VALUES ('Deleted', ?, ?, ?)");
-      recordDeleted.run(row.level, row.public_id, now);
-      this.prepare('DELETE FROM resources WHERE internal_id = ?').run(row.internal_id);
-      let parentId = row.parent_id;
-      let remaining: ResourceRow | null = null;
-      while (parentId !== null) {
-        const parent = this.rowById(parentId);
-        if (this.countChildren(parentId) > 0) {
-          remaining = parent;
-          break;
-        }
-        recordDeleted.run(parent.level, parent.public_id, now);
-        this.prepare('DELETE FROM resources WHERE internal_id = ?').run(parentId);
-        parentId = parent.parent_id;
-      }
-      return { files, remaining };
-    })();
-    for (const file of files) {
-      await this.storage.remove(file.uuid);
-      this.totalSize -= file.size;
-    }
-    const clear = this.prepare('DELETE FROM pending_files WHERE uuid = ?');
-    for (const file of files) clear.run(file.uuid);
+    const { files, remaining } = this.db.transaction(() => this.deleteRows(row, orthancTimestamp()))();
+    this.totalSize -= files.reduce((sum, file) => sum + file.size, 0);
+    await this.removeFiles(files);
     if (!remaining) return null;
     const remainingLevel = levelName(remaining.level);
     return { ID: remaining.public_id, Path: `/${LEVEL_PATH[remainingLevel]}/${remaining.public_id}`, Type: remainingLevel };
+  }
+
+  /**
+   * The rows of a resource, its descendants and the ancestors left without children, in the caller's transaction.
+   * Their files are only listed in the journal (pending 'delete'): removed after the commit by removeFiles, or by the
+   * next start after a crash, so that no index row ever lacks its file.
+   */
+  private deleteRows(row: ResourceRow, now: string): { files: DroppedFile[]; remaining: ResourceRow | null } {
+    const column = ['patient_id', 'study_id', 'series_id', 'internal_id'][row.level];
+    const files = this.prepare(`SELECT a.uuid, a.size FROM attachments a JOIN resources d ON d.internal_id = a.internal_id WHERE d.${column} = ?`)
+      .all(row.internal_id) as DroppedFile[];
+    const markPending = this.prepare("INSERT OR REPLACE INTO pending_files (uuid, operation) VALUES (?, 'delete')");
+    for (const file of files) markPending.run(file.uuid);
+    const recordDeleted = this.prepare("INSERT INTO changes (change_type, level, public_id, date) VALUES ('Deleted', ?, ?, ?)");
+    recordDeleted.run(row.level, row.public_id, now);
+    this.prepare('DELETE FROM resources WHERE internal_id = ?').run(row.internal_id);
+    let parentId = row.parent_id;
+    let remaining: ResourceRow | null = null;
+    while (parentId !== null) {
+      const parent = this.rowById(parentId);
+      if (this.countChildren(parentId) > 0) {
+        remaining = parent;
+        break;
+      }
+      recordDeleted.run(parent.level, parent.public_id, now);
+      // an ancestor's own (user) attachments go with it
+      for (const file of this.prepare('SELECT uuid, size FROM attachments WHERE internal_id = ?').all(parentId) as DroppedFile[]) {
+        markPending.run(file.uuid);
+        files.push(file);
+      }
+      this.prepare('DELETE FROM resources WHERE internal_id = ?').run(parentId);
+      parentId = parent.parent_id;
+    }
+    return { files, remaining };
+  }
+
+  /** Removes files listed in the journal, then their journal rows. */
+  private async removeFiles(files: readonly DroppedFile[]): Promise<void> {
+    for (const file of files) await this.storage.remove(file.uuid);
+    const clear = this.prepare('DELETE FROM pending_files WHERE uuid = ?');
+    for (const file of files) clear.run(file.uuid);
+  }
+
+  // ---------------------------------------------------------------- protection
+
+  /** GET /patients/{id}/protected; undefined for an unknown patient. */
+  isPatientProtected(id: string): boolean | undefined {
+    const row = this.findRow(id, 'Patient');
+    return row ? this.recycling.isProtected(row.internal_id) : undefined;
+  }
+
+  /** PUT /patients/{id}/protected; false for an unknown patient. */
+  setPatientProtected(id: string, protect: boolean): boolean {
+    const row = this.findRow(id, 'Patient');
+    if (!row) return false;
+    this.recycling.setProtected(row.internal_id, protect);
+    return true;
   }
 
   // ---------------------------------------------------------------- changes
@@ -920,9 +971,209 @@ export class EmbeddedCore implements NativeCore {
     };
   }
 
+  // ---------------------------------------------------------------- metadata, labels and attachments of any level
+
+  private metadataNames?: MetadataTypes;
+  private contentNames?: ContentTypes;
+
+  /** Metadata names and numbers, the configured "UserMetadata" included. */
+  get metadataTypes(): MetadataTypes {
+    return (this.metadataNames ??= new MetadataTypes(this.config.userMetadata));
+  }
+
+  /** Attachment names and numbers, the configured "UserContentType" included. */
+  get contentTypes(): ContentTypes {
+    return (this.contentNames ??= new ContentTypes(this.config.userContentTypes));
+  }
+
+  /** The index row of a resource, or a 404. */
+  private existingRow(level: ResourceLevel, id: string): ResourceRow {
+    const row = this.findRow(id, level);
+    if (!row) throw new CoreError(404, `Unknown ${level.toLowerCase()}: ${id}`);
+    return row;
+  }
+
+  private logChange(changeType: string, row: ResourceRow): void {
+    this.prepare('INSERT INTO changes (change_type, level, public_id, date) VALUES (?, ?, ?, ?)').run(changeType, row.level, row.public_id, orthancTimestamp());
+  }
+
+  /** The metadata of a resource by type; patients, studies and series have their LastUpdate, as in Orthanc. */
+  listMetadata(level: ResourceLevel, id: string): StoredMetadata[] {
+    const row = this.existingRow(level, id);
+    const rows = this.prepare('SELECT name, value, revision FROM metadata WHERE internal_id = ?').all(row.internal_id) as Array<{ name: string; value: string; revision: number }>;
+    const list = rows.map((r) => ({ type: this.metadataTypes.typeOfStorageKey(r.name), value: r.value, revision: r.revision }));
+    if (row.level !== LEVEL_CODE.Instance) list.push({ type: LAST_UPDATE_METADATA, value: row.last_update, revision: 0 });
+    return list.sort((a, b) => a.type - b.type);
+  }
+
+  /** Creates or replaces a metadata (the caller checks that its type is a user one); returns its new revision. */
+  setMetadata(level: ResourceLevel, id: string, type: number, value: string, expected?: Revision): number {
+    const row = this.existingRow(level, id);
+    const key = this.metadataTypes.storageKey(type);
+    return this.db.transaction(() => {
+      const revision = nextRevision(this.currentMetadata(row, key), expected);
+      this.prepare('INSERT OR REPLACE INTO metadata (internal_id, name, value, revision) VALUES (?, ?, ?, ?)').run(row.internal_id, key, value, revision);
+      this.logChange('UpdatedMetadata', row);
+      return revision;
+    })();
+  }
+
+  deleteMetadata(level: ResourceLevel, id: string, type: number, expected?: Revision): void {
+    const row = this.existingRow(level, id);
+    const key = this.metadataTypes.storageKey(type);
+    this.db.transaction(() => {
+      const current = this.currentMetadata(row, key);
+      if (!current) throw new CoreError(404, `Unknown metadata: ${this.metadataTypes.nameOf(type)}`);
+      nextRevision(current, expected);
+      this.prepare('DELETE FROM metadata WHERE internal_id = ? AND name = ?').run(row.internal_id, key);
+      this.logChange('UpdatedMetadata', row);
+    })();
+  }
+
+  private currentMetadata(row: ResourceRow, key: string): Revision | undefined {
+    const current = this.prepare('SELECT value, revision FROM metadata WHERE internal_id = ? AND name = ?').get(row.internal_id, key) as
+      | { value: string; revision: number }
+      | undefined;
+    return current && { revision: current.revision, md5: md5Of(current.value) };
+  }
+
+  labelsOfResource(level: ResourceLevel, id: string): string[] {
+    return this.labelsOf(this.existingRow(level, id).internal_id);
+  }
+
+  /** Adds (true) or removes (false) a label; the caller checks the label's syntax. */
+  setLabel(level: ResourceLevel, id: string, label: string, present: boolean): void {
+    const row = this.existingRow(level, id);
+    if (present) this.prepare('INSERT OR IGNORE INTO labels (internal_id, label) VALUES (?, ?)').run(row.internal_id, label);
+    else this.prepare('DELETE FROM labels WHERE internal_id = ? AND label = ?').run(row.internal_id, label);
+  }
+
+  /** Every label of any resource (GET /tools/labels). */
+  allLabels(): string[] {
+    return (this.prepare('SELECT DISTINCT label FROM labels ORDER BY label').all() as Array<{ label: string }>).map((r) => r.label);
+  }
+
+  /** The attachments of a resource by type (an instance has its DICOM file, type 1). */
+  listAttachments(level: ResourceLevel, id: string): StoredAttachment[] {
+    const row = this.existingRow(level, id);
+    return this.prepare('SELECT file_type AS type, uuid, size, md5, revision FROM attachments WHERE internal_id = ? ORDER BY file_type').all(row.internal_id) as StoredAttachment[];
+  }
+
+  attachmentPath(attachment: StoredAttachment): string {
+    return this.storage.pathOf(attachment.uuid);
+  }
+
+  /** Whether an attachment's file still has the MD5 recorded when it was stored (POST .../verify-md5). */
+  async verifyAttachment(attachment: StoredAttachment): Promise<boolean> {
+    return (await digestFile(this.storage.pathOf(attachment.uuid))).md5 === attachment.md5;
+  }
+
+  private storedAttachment(internalId: number, type: number): StoredAttachment | undefined {
+    return this.prepare('SELECT file_type AS type, uuid, size, md5, revision FROM attachments WHERE internal_id = ? AND file_type = ?').get(internalId, type) as
+      | StoredAttachment
+      | undefined;
+  }
+
+  /**
+   * Creates or replaces a user attachment with the bytes of `body`, streamed to disk (never held in memory).
+   * As for DICOM files, the file is in place before the index names it and a crash leaves no orphan behind; as in
+   * Orthanc, storing it may recycle other patients (never the attachment's own) to honour MaximumStorageSize.
+   */
+  async putAttachment(level: ResourceLevel, id: string, type: number, body: Readable, expected?: Revision): Promise<StoredAttachment> {
+    const row = this.existingRow(level, id);
+    nextRevision(this.storedAttachment(row.internal_id, type), expected); // a conflict is answered before the body is read
+    const temporaryPath = this.storage.newTemporaryPath();
+    const uuid = randomUUID();
+    let moved = false;
+    let written: { stored: StoredAttachment; dropped: DroppedFile[] };
+    try {
+      const { size, md5 } = await writeHashed(body, temporaryPath);
+      this.prepare("INSERT INTO pending_files (uuid, operation) VALUES (?, 'write')").run(uuid);
+      await this.storage.moveIntoPlace(temporaryPath, uuid);
+      moved = true;
+      written = this.db.transaction(() => {
+        this.existingRow(level, id); // deleted while the body was arriving: 404, and the new file goes
+        const replaced = this.storedAttachment(row.internal_id, type);
+        const stored: StoredAttachment = { type, uuid, size, md5, revision: nextRevision(replaced, expected) };
+        const dropped = this.recycling.makeRoom(
+          { storageSize: () => this.totalSize, deletePatient: (internalId) => this.deleteRows(this.rowById(internalId), orthancTimestamp()).files },
+          Math.max(0, size - (replaced?.size ?? 0)),
+          row.patient_id,
+        );
+        if (replaced) {
+          this.prepare("INSERT OR REPLACE INTO pending_files (uuid, operation) VALUES (?, 'delete')").run(replaced.uuid);
+          dropped.push(replaced);
+        }
+        this.prepare('INSERT OR REPLACE INTO attachments (internal_id, file_type, uuid, size, md5, revision) VALUES (?, ?, ?, ?, ?, ?)')
+          .run(row.internal_id, type, uuid, size, md5, stored.revision);
+        this.prepare('DELETE FROM pending_files WHERE uuid = ?').run(uuid);
+        this.logChange('UpdatedAttachment', row);
+        return { stored, dropped };
+      })();
+    } catch (error) {
+      await this.removeFiles([{ uuid, size: 0 }]); // the new file and its journal row, wherever the failure came
+      if (isOutOfSpace(error)) throw new CoreError(507, 'The file storage is full', (error as Error).message);
+      throw error;
+    } finally {
+      if (!moved) await fsp.rm(temporaryPath, { force: true });
+    }
+    this.totalSize += written.stored.size - written.dropped.reduce((sum, file) => sum + file.size, 0);
+    await this.removeFiles(written.dropped);
+    return written.stored;
+  }
+
+  async deleteAttachment(level: ResourceLevel, id: string, type: number, expected?: Revision): Promise<void> {
+    const row = this.existingRow(level, id);
+    const removed = this.db.transaction(() => {
+      const current = this.storedAttachment(row.internal_id, type);
+      if (!current) throw new CoreError(404, `Unknown attachment: ${this.contentTypes.nameOf(type)}`);
+      nextRevision(current, expected);
+      this.prepare("INSERT OR REPLACE INTO pending_files (uuid, operation) VALUES (?, 'delete')").run(current.uuid);
+      this.prepare('DELETE FROM attachments WHERE internal_id = ? AND file_type = ?').run(row.internal_id, type);
+      this.logChange('UpdatedAttachment', row);
+      return current;
+    })();
+    this.totalSize -= removed.size;
+    await this.removeFiles([removed]);
+  }
+
   async close(): Promise<void> {
     this.db.close();
   }
+}
+
+/** A metadata value with its revision and type (Orthanc's MetadataType number). */
+export interface StoredMetadata {
+  type: number;
+  value: string;
+  revision: number;
+}
+
+/** An attachment as the index holds it (Orthanc's FileInfo; the storage area does not compress). */
+export interface StoredAttachment {
+  type: number;
+  uuid: string;
+  size: number;
+  md5: string;
+  revision: number;
+}
+
+/** Streams a body into a new file, hashing it on the way. */
+async function writeHashed(body: Readable, filePath: string): Promise<{ size: number; md5: string }> {
+  const hash = createHash('md5');
+  let size = 0;
+  await pipeline(
+    body,
+    async function* (source: AsyncIterable<Buffer>) {
+      for await (const chunk of source) {
+        hash.update(chunk);
+        size += chunk.length;
+        yield chunk;
+      }
+    },
+    fs.createWriteStream(filePath),
+  );
+  return { size, md5: hash.digest('hex') };
 }
 
 interface Identifiers {
@@ -1006,7 +1257,7 @@ function seriesStatus(expected: number | null, actual: number): 'Complete' | 'Mi
   return actual < expected ? 'Missing' : 'Inconsistent';
 }
 
-type HeaderRead = Pick<DatasetRead, 'transferSyntax' | 'dataset'>;
+type HeaderRead = Pick<DatasetRead, 'transferSyntax' | 'dataset' | 'pixelData'>;
 
 /** Reads a data set up to Pixel Data; what is not DICOM (or is cut short) is a DicomParseError, answered 400. */
 function readHeader(buffer: Buffer, complete: boolean): HeaderRead {

@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS attachments (
   uuid TEXT NOT NULL,
   size INTEGER NOT NULL,
   md5 TEXT NOT NULL,
+  -- revision of a user attachment (Orthanc's ETag "revision-md5"), 0 when created
+  revision INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (internal_id, file_type)
 );
 
@@ -51,6 +53,7 @@ CREATE TABLE IF NOT EXISTS metadata (
   internal_id INTEGER NOT NULL REFERENCES resources(internal_id) ON DELETE CASCADE,
   name TEXT NOT NULL,
   value TEXT NOT NULL,
+  revision INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (internal_id, name)
 );
 
@@ -86,7 +89,23 @@ CREATE TABLE IF NOT EXISTS pending_files (
   uuid TEXT PRIMARY KEY,
   operation TEXT NOT NULL
 );
+
+-- Orthanc's PatientRecyclingOrder: every patient, the least recently stored first (seq renewed by each new instance)
+CREATE TABLE IF NOT EXISTS recycling_order (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  patient_id INTEGER NOT NULL UNIQUE REFERENCES resources(internal_id) ON DELETE CASCADE
+);
 `;
+
+/**
+ * Patients of an index written before recycling_order existed join it in the order of their last update
+ * (idempotent: a no-op once every patient is listed).
+ */
+const LIST_UNLISTED_PATIENTS = `
+INSERT INTO recycling_order (patient_id)
+  SELECT internal_id FROM resources
+  WHERE level = 0 AND internal_id NOT IN (SELECT patient_id FROM recycling_order)
+  ORDER BY last_update, internal_id`;
 
 export function openIndex(indexDirectory: string): Database.Database {
   fs.mkdirSync(indexDirectory, { recursive: true });
@@ -97,5 +116,23 @@ export function openIndex(indexDirectory: string): Database.Database {
   db.pragma('foreign_keys = ON');
   db.pragma('cache_size = -65536');
   db.exec(SCHEMA);
+  migrate(db);
+  db.prepare(LIST_UNLISTED_PATIENTS).run();
   return db;
+}
+
+/** Version of the index layout, in SQLite's user_version: 0 = created before revisions (no `revision` columns). */
+export const SCHEMA_VERSION = 1;
+
+/** Brings an index written by an earlier version up to SCHEMA_VERSION (CREATE TABLE IF NOT EXISTS adds no column). */
+function migrate(db: Database.Database): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version >= SCHEMA_VERSION) return;
+  db.transaction(() => {
+    for (const table of ['metadata', 'attachments']) {
+      const columns = db.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>;
+      if (!columns.some((column) => column.name === 'revision')) db.exec(`ALTER TABLE ${table} ADD COLUMN revision INTEGER NOT NULL DEFAULT 0`);
+    }
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  })();
 }

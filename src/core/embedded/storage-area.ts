@@ -38,8 +38,23 @@ export class StorageArea {
     try {
       await fsp.rename(temporaryPath, target);
     } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EXDEV') {
+        // a file received on another file system (the OS temporary folder): copied to tmp/ first, so that the
+        // final name still appears at once, complete
+        const local = this.newTemporaryPath();
+        try {
+          await fsp.copyFile(temporaryPath, local);
+          await fsp.rename(local, target);
+        } catch (copyError) {
+          await fsp.rm(local, { force: true });
+          throw copyError;
+        }
+        await fsp.rm(temporaryPath, { force: true });
+        return;
+      }
       // the folder was removed meanwhile (by hand): make it again
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || !fs.existsSync(temporaryPath)) throw error;
+      if (code !== 'ENOENT' || !fs.existsSync(temporaryPath)) throw error;
       await fsp.mkdir(directory, { recursive: true });
       await fsp.rename(temporaryPath, target);
     }
@@ -53,6 +68,10 @@ export class StorageArea {
 
   async remove(uuid: string): Promise<void> {
     await fsp.rm(this.pathOf(uuid), { force: true });
+  }
+
+  removeSync(uuid: string): void {
+    fs.rmSync(this.pathOf(uuid), { force: true });
   }
 
   /** Leftovers of writes interrupted by a crash. */
@@ -72,6 +91,12 @@ export class StorageArea {
   async readHead(uuid: string, length: number): Promise<Buffer> {
     return readFileHead(this.pathOf(uuid), length);
   }
+}
+
+/** A write refused for lack of space: a full disk or quota (errno), or a full SQLite index. */
+export function isOutOfSpace(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL';
 }
 
 export async function readFileHead(filePath: string, length: number): Promise<Buffer> {

@@ -63,24 +63,15 @@ export function resourceRoutes(core: EmbeddedCore): Router {
   }
 
   router.get('/instances/:id/file', async (req, res) => {
-    const file = await core.readInstanceFile(req.params.id);
+    // ?transcode=<transfer syntax UID> as in Orthanc 1.12.2 (1.10 ignores it); 415 when not possible
+    const transcode = req.query.transcode;
+    if (transcode !== undefined && (typeof transcode !== 'string' || !/^\d+(\.\d+)*$/.test(transcode))) {
+      throw new HttpError(400, 'The "transcode" argument must be a transfer syntax UID');
+    }
+    const file = await core.readInstanceFile(req.params.id, { transcode });
     res.setHeader('Content-Type', 'application/dicom');
     if (file.size !== undefined) res.setHeader('Content-Length', String(file.size));
     file.stream.pipe(res);
-  });
-
-  router.get('/instances/:id/metadata', async (req, res) => {
-    const metadata = core.instanceMetadata(req.params.id);
-    if (!metadata) throw unknown('Instance', req.params.id);
-    res.json(req.query.expand !== undefined ? metadata : Object.keys(metadata));
-  });
-
-  router.get('/instances/:id/metadata/:name', async (req, res) => {
-    const metadata = core.instanceMetadata(req.params.id);
-    if (!metadata) throw unknown('Instance', req.params.id);
-    const value = metadata[req.params.name];
-    if (value === undefined) throw new HttpError(404, `Unknown metadata: ${req.params.name}`);
-    res.type('text/plain').send(value);
   });
 
   return router;

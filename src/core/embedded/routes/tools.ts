@@ -4,6 +4,9 @@ import type { FindRequest, ResourceLevel } from '../../native-model';
 import { LEVELS } from '../../main-dicom-tags';
 import { isOrthancId } from '../../orthanc-ids';
 import { HttpError } from '../../../server/errors';
+import { checkLabel } from './resource-labels';
+import { toolsSystemRoutes } from './tools-system';
+import { createDicomRoutes } from './tools-create-dicom';
 
 /** Orthanc reads request bodies as JSON whatever their Content-Type (curl -d sends form-urlencoded). */
 export const anyBodyAsText = express.text({ type: () => true, limit: '16mb' });
@@ -56,12 +59,12 @@ export function parseFindRequest(body: unknown): FindRequest {
     Since: optionalCount('Since'),
     CaseSensitive: typeof body.CaseSensitive === 'boolean' ? body.CaseSensitive : undefined,
     RequestedTags: optionalStrings('RequestedTags'),
-    Labels: optionalStrings('Labels'),
+    Labels: optionalStrings('Labels')?.map(checkLabel),
     LabelsConstraint: constraint,
   };
 }
 
-/** POST /tools/find, /tools/count-resources, /tools/lookup, /tools/bulk-delete. */
+/** POST /tools/find, /tools/count-resources, /tools/lookup, /tools/bulk-delete, /tools/create-dicom, and the small helpers. */
 export function toolRoutes(core: EmbeddedCore): Router {
   const router = Router();
 
@@ -94,5 +97,7 @@ export function toolRoutes(core: EmbeddedCore): Router {
     res.json({});
   });
 
+  router.use(createDicomRoutes(core));
+  router.use(toolsSystemRoutes());
   return router;
 }

@@ -1,0 +1,81 @@
+/**
+ * The 2 GB study (issue #10): its STOW (streamed from disk, 50 instances per request, 4 in parallel) and a
+ * WADO-RS retrieve of the whole study (consumed as a stream, bytes counted) on every system, with the
+ * peak RSS of the server process during each. The gateway should stay under GATEWAY_RSS_TARGET_MIB.
+ */
+import type { BigStudySet } from './datasets';
+import { timedRequest } from './http-client';
+import { StowError, stowFiles } from './load';
+import { say } from './log';
+import type { Live, RunningSystem } from './processes';
+import { cellOf, rowFor, type Row } from './report';
+import { watchPeakRss } from './rss';
+import type { SystemName } from './settings';
+
+export const GATEWAY_RSS_TARGET_MIB = 300;
+const DICOM_MULTIPART = 'multipart/related; type="application/dicom"';
+
+/** The server process, and the Orthanc behind a gateway over Orthanc. */
+export function processesOf(system: RunningSystem): number[] {
+  return [system.pid, system.backendPid].filter((pid): pid is number => pid !== undefined);
+}
+
+/** Records the peak RSS of a phase: the server process in the row, the Orthanc behind a remote gateway in a note. */
+export function recordPeaks(row: Row, name: SystemName, system: RunningSystem, peaks: Map<number, number | undefined>, notes: string[], phase: string): void {
+  const own = system.pid === undefined ? undefined : peaks.get(system.pid);
+  const cell = cellOf(row, name);
+  if (own === undefined) cell.na = 'no /proc status';
+  else cell.runs.push(own);
+  if (system.backendPid !== undefined) {
+    const backend = peaks.get(system.backendPid);
+    notes.push(`${name}: during ${phase} the Orthanc behind the gateway peaked at ${backend === undefined ? '?' : backend.toFixed(0)} MiB.`);
+  }
+}
+
+function gigabytes(set: BigStudySet): string {
+  return `${(set.bytes / 1e9).toFixed(1)} GB`;
+}
+
+export async function measureBigStudy(live: Map<SystemName, Live>, big: BigStudySet, rows: Map<string, Row>, notes: string[]): Promise<void> {
+  const size = gigabytes(big);
+  const target = `gateway < ${GATEWAY_RSS_TARGET_MIB} MiB`;
+  const stowRow = rowFor(rows, { id: 'big-stow', label: `${size} study: STOW (50 inst/request, 4 parallel, streamed from disk)`, unit: 'MB/s' });
+  const stowRss = rowFor(rows, { id: 'big-stow-rss', label: `${size} study: peak RSS during its STOW`, unit: 'MiB', target });
+  const getRow = rowFor(rows, { id: 'big-retrieve', label: `${size} study: WADO-RS retrieve of the study (streamed)`, unit: 'MB/s' });
+  const getRss = rowFor(rows, { id: 'big-retrieve-rss', label: `${size} study: peak RSS during its retrieve`, unit: 'MiB', target });
+  for (const [name, { system, agent }] of live) {
+    say(`${size} study: STOW into ${name} ...`);
+    let watch = watchPeakRss(processesOf(system));
+    try {
+      const stats = await stowFiles(system, agent, big.files, 50, 4);
+      recordPeaks(stowRss, name, system, watch.stop(), notes, `the ${size} STOW`);
+      cellOf(stowRow, name).runs.push(stats.bytes / 1e6 / stats.seconds);
+      if (stats.failed > 0) notes.push(`${name}: ${stats.failed} instances of the ${size} study in FailedSOPSequence`);
+    } catch (error) {
+      watch.stop();
+      if (!(error instanceof StowError)) throw error;
+      cellOf(stowRow, name).na = error.message;
+      cellOf(stowRss, name).na = 'STOW failed';
+    }
+
+    say(`${size} study: retrieve from ${name} ...`);
+    watch = watchPeakRss(processesOf(system));
+    try {
+      const url = `${system.url}${system.dicomWebRoot}/studies/${big.studyUid}`;
+      const response = await timedRequest(agent, url, { headers: { accept: DICOM_MULTIPART }, timeoutMs: 900_000 });
+      const peaks = watch.stop();
+      if (response.status >= 400 || response.bytes < big.bytes) {
+        const why = response.status >= 400 ? `status ${response.status}` : `only ${response.bytes} bytes`;
+        cellOf(getRow, name).na = why;
+        cellOf(getRss, name).na = why;
+        continue;
+      }
+      recordPeaks(getRss, name, system, peaks, notes, `the ${size} retrieve`);
+      cellOf(getRow, name).runs.push(response.bytes / 1e6 / (response.ms / 1000));
+    } catch (error) {
+      watch.stop();
+      cellOf(getRow, name).na = (error as Error).message.slice(0, 60);
+      cellOf(getRss, name).na = 'retrieve failed';
+    }
+  }
+}
