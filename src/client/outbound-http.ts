@@ -87,9 +87,24 @@ export function outboundHeaders(server: DicomWebServerConfig, extra: Record<stri
   return headers;
 }
 
+/**
+ * One connection pool per server definition, so that the requests of a STOW or peer transfer reuse their
+ * keep-alive connections (a replaced definition is a new object, hence a new pool; idle sockets are unref'd).
+ */
+const dispatchers = new WeakMap<DicomWebServerConfig, Dispatcher>();
+
+function dispatcherOf(config: GatewayConfig, server: DicomWebServerConfig): Dispatcher {
+  let dispatcher = dispatchers.get(server);
+  if (dispatcher === undefined) {
+    dispatcher = createDispatcher(config, server);
+    dispatchers.set(server, dispatcher);
+  }
+  return dispatcher;
+}
+
 /** Sends one request; network failures become 502/504 without any header or credential in the message. */
 export async function sendOutbound(config: GatewayConfig, server: DicomWebServerConfig, req: OutboundRequest): Promise<OutboundResponse> {
-  const dispatcher = createDispatcher(config, server);
+  const dispatcher = dispatcherOf(config, server);
   try {
     const response = await request(req.url, {
       method: req.method,
@@ -98,11 +113,8 @@ export async function sendOutbound(config: GatewayConfig, server: DicomWebServer
       dispatcher,
       ...(req.signal ? { signal: req.signal } : {}),
     });
-    // One dispatcher per call: released once the answer was read or dropped.
-    response.body.once('close', () => void dispatcher.close().catch(() => undefined));
     return { status: response.statusCode, headers: response.headers, body: response.body };
   } catch (error) {
-    void dispatcher.destroy().catch(() => undefined);
     if (req.signal?.aborted) throw new Error('The request was canceled');
     const code = (error as { code?: string }).code ?? '';
     const where = new URL(req.url).origin;
