@@ -54,8 +54,10 @@ export async function resolveStowResources(core: NativeCore, resources: unknown)
     let instances: InstanceResource[] | undefined;
     for (const level of LEVELS) {
       instances = await core.getInstances(level, id);
-      if (instances) break;
+      // a real Orthanc answers an empty list, not 404, for a patient id asked at series or study level
+      if (instances && instances.length > 0) break;
     }
+    if (instances?.length === 0) instances = undefined;
     if (!instances) throw new HttpError(404, `Unknown resource: ${id}`);
     for (const instance of instances) {
       if (seen.has(instance.ID)) continue;

@@ -151,6 +151,9 @@ export function loadConfig(files: string[], options: LoadConfigOptions = {}): Ga
   const top = section(values, '', (key) => origins.get(key)?.file ?? NO_FILE);
   const baseDirOf = (key: string): string => origins.get(key)?.baseDir ?? ctx.cwd;
   const config = buildConfig(top, paths, baseDirOf, ctx);
+  if (top.values.StorageCompression === true) {
+    ctx.warn(`"StorageCompression" in ${at(top, 'StorageCompression').file} is not supported: files are stored uncompressed`);
+  }
   reportUnknownKeys(top, IGNORED_ORTHANC_KEYS, ctx);
   return dropUndefined(config);
 }

@@ -11,13 +11,13 @@
 import { randomUUID } from 'node:crypto';
 import { datasetString, type DicomDataset } from './dicom-file';
 
-export const MEDIA_STORAGE_DIRECTORY_STORAGE = '1.2.840.10008.1.3.10';
+const MEDIA_STORAGE_DIRECTORY_STORAGE = '1.2.840.10008.1.3.10';
 const EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
 /** Ours, under the 2.25 (UUID) root. */
 const IMPLEMENTATION_CLASS_UID = '2.25.147689901262320325614586663641531976992';
 const IMPLEMENTATION_VERSION_NAME = 'DICOMWEB_GW';
 /** Orthanc's File-set ID. */
-export const ORTHANC_FILE_SET_ID = 'ORTHANC_MEDIA';
+const ORTHANC_FILE_SET_ID = 'ORTHANC_MEDIA';
 
 /** The data a record holds: the file's header (text decoded) and where the file lies on the medium. */
 export interface DicomDirFile {

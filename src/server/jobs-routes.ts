@@ -1,3 +1,4 @@
+import { pipeline } from 'node:stream/promises';
 /**
  * /jobs: Orthanc's job API for the jobs the gateway runs itself.
  *
@@ -51,7 +52,7 @@ export function jobsRouter(engine: JobEngine, options: JobsRouterOptions = {}): 
   }
 
   // the outputs jobs publish (the ZIP of an asynchronous archive or media job)
-  router.get('/jobs/:id/:output', (req, res, next) => {
+  router.get('/jobs/:id/:output', async (req, res, next) => {
     const id = String(req.params.id);
     if (!engine.has(id)) {
       unknown(req, next);
@@ -62,8 +63,7 @@ export function jobsRouter(engine: JobEngine, options: JobsRouterOptions = {}): 
     if (!output || !stream) throw new HttpError(404, 'Accessing an inexistent item', `Job has no such output: ${String(req.params.output)}`);
     res.setHeader('Content-Type', output.contentType);
     res.setHeader('Content-Disposition', `filename="${output.filename}"`);
-    stream.on('error', () => res.destroy());
-    stream.pipe(res);
+    await pipeline(stream, res);
   });
 
   return router;

@@ -126,6 +126,23 @@ describe('DICOMweb client against a real Orthanc + DICOMweb plugin (Basic auth)'
     }
   });
 
+  it('stows a whole patient from a gateway over another Orthanc (remote core)', async () => {
+    const over = await startTestGateway('remote', {
+      DicomWeb: { Servers: { orthanc: { Url: `${orthanc.url}/dicom-web/`, Username: 'u', Password: 'p' } } },
+    });
+    try {
+      const patient = makeStudy({ seed: 'client-remote-patient', PatientID: 'REMOTE-PATIENT', seriesCount: 1, instancesPerSeries: 3, Rows: 4, Columns: 4 });
+      let patientId = '';
+      for (const buffer of patient.buffers) patientId = (await over.core.storeInstance({ buffer })).ParentPatient;
+      const stow = await request(over.app).post(`${SERVERS}/orthanc/stow`).send({ Resources: [patientId] }).expect(200);
+      expect(stow.body).toMatchObject({ InstancesCount: '3', FailedInstancesCount: '0' });
+      expect(await orthancGet(orthanc, `/patients/${patientId}/instances`)).toHaveLength(3);
+      await request(over.app).post(`${SERVERS}/orthanc/stow`).send({ Resources: ['0000-no-such-id'] }).expect(404);
+    } finally {
+      await over.close();
+    }
+  });
+
   it('wado stores one series from Orthanc, byte-identical', async () => {
     const fresh = await startTestGateway('embedded', {
       DicomWeb: { Servers: { orthanc: { Url: `${orthanc.url}/dicom-web/`, Username: 'u', Password: 'p' } } },

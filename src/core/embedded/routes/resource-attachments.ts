@@ -1,3 +1,4 @@
+import { pipeline } from 'node:stream/promises';
 import fs from 'node:fs';
 import { Router, type Response } from 'express';
 import type { EmbeddedCore, StoredAttachment } from '../embedded-core';
@@ -39,29 +40,27 @@ export function resourceAttachmentRoutes(core: EmbeddedCore): Router {
     });
 
     // each read answers 304 when If-None-Match names the attachment's current ETag
-    const read = (operation: string, answer: (found: StoredAttachment, res: Response) => void): void => {
-      router.get(`/${segment}/:id/attachments/:name${operation}`, (req, res) => {
+    const read = (operation: string, answer: (found: StoredAttachment, res: Response) => unknown): void => {
+      router.get(`/${segment}/:id/attachments/:name${operation}`, async (req, res) => {
         const found = attachment(level, req.params.id, req.params.name);
         if (answeredNotModified(req, res, etagOf(found.revision, found.md5))) return;
-        answer(found, res);
+        await answer(found, res);
       });
     };
     read('', (_found, res) => res.json(OPERATIONS));
-    const sendData = (found: StoredAttachment, res: Response): void => {
+    const sendData = async (found: StoredAttachment, res: Response): Promise<void> => {
       res.setHeader('Content-Length', String(found.size));
-      const stream = fs.createReadStream(core.attachmentPath(found));
-      stream.on('error', (error) => res.destroy(error));
-      stream.pipe(res);
+      await pipeline(fs.createReadStream(core.attachmentPath(found)), res);
     };
     read('/data', (found, res) => {
       res.setHeader('Content-Type', types.mimeOf(found.type));
       res.setHeader('Content-Disposition', `filename="${found.uuid}${found.type === DICOM_CONTENT_TYPE ? '.dcm' : ''}"`);
-      sendData(found, res);
+      return sendData(found, res);
     });
     // the bytes as stored (never compressed here), typed and named as Orthanc does for stored bytes
     read('/compressed-data', (found, res) => {
       res.setHeader('Content-Type', 'application/octet-stream');
-      sendData(found, res);
+      return sendData(found, res);
     });
     for (const operation of ['size', 'compressed-size']) read(`/${operation}`, (found, res) => sendText(res, String(found.size)));
     for (const operation of ['md5', 'compressed-md5']) read(`/${operation}`, (found, res) => sendText(res, found.md5));

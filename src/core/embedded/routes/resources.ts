@@ -1,3 +1,4 @@
+import { pipeline } from 'node:stream/promises';
 import { Router, type Request } from 'express';
 import type { EmbeddedCore } from '../embedded-core';
 import type { ResourceLevel } from '../../native-model';
@@ -71,7 +72,8 @@ export function resourceRoutes(core: EmbeddedCore): Router {
     const file = await core.readInstanceFile(req.params.id, { transcode });
     res.setHeader('Content-Type', 'application/dicom');
     if (file.size !== undefined) res.setHeader('Content-Length', String(file.size));
-    file.stream.pipe(res);
+    // pipeline, not pipe: a client gone early must close the file too
+    await pipeline(file.stream, res);
   });
 
   return router;
