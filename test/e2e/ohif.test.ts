@@ -299,6 +299,33 @@ describe('OHIF viewer and dicomweb-client against the gateway', () => {
       expect(failures).toEqual([]);
       await page.close();
     }, 180_000);
+
+    it('opens the CT in the MPR layout: three views of the volume', async () => {
+      const page = await newPage();
+      await page.goto(`${gateway.url}/ohif/viewer?StudyInstanceUIDs=${ct.study}&hangingprotocolId=mpr`);
+      const deadline = Date.now() + 90_000;
+      let views: number[] = [];
+      while (Date.now() < deadline) {
+        views = await page.evaluate(() =>
+          Array.from(document.querySelectorAll('canvas'))
+            .filter((c) => c.width > 100 && c.height > 100)
+            .map((canvas) => {
+              const ctx = canvas.getContext('2d');
+              if (!ctx) return 0;
+              const { data } = ctx.getImageData(0, 0, canvas.width, canvas.height);
+              let bright = 0;
+              for (let i = 0; i < data.length; i += 4) if (data[i] + data[i + 1] + data[i + 2] > 30) bright++;
+              return bright;
+            }),
+        );
+        if (views.filter((bright) => bright > 500).length >= 3) break;
+        await page.waitForTimeout(500);
+      }
+      await page.screenshot({ path: join(ARTIFACTS, 'ohif-mpr.png') });
+      expect(views.filter((bright) => bright > 500).length).toBeGreaterThanOrEqual(3);
+      expect(failures).toEqual([]);
+      await page.close();
+    }, 180_000);
   });
 });
 

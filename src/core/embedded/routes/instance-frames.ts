@@ -4,8 +4,8 @@ import type { EmbeddedCore } from '../embedded-core';
 import { HttpError } from '../../../server/errors';
 import { TS } from '../../../dicom/transfer-syntax';
 
-/** What Orthanc 1.10 names under /instances/{id}/frames/{n} (its `numpy` is not offered here). */
-const FRAME_CHILDREN = ['image-int16', 'image-uint16', 'image-uint8', 'matlab', 'preview', 'raw', 'raw.gz', 'rendered'];
+/** What Orthanc 1.10 names under /instances/{id}/frames/{n}. */
+const FRAME_CHILDREN = ['image-int16', 'image-uint16', 'image-uint8', 'matlab', 'numpy', 'preview', 'raw', 'raw.gz', 'rendered'];
 
 /**
  * The frame index of a URI as Orthanc reads it (an unsigned integer, "+1" and "01" too): undefined
