@@ -10,6 +10,12 @@ import { readFileHead } from '../storage-area';
 
 /** Orthanc refuses ZIP archives with more entries than this, a guard against ZIP bombs. */
 const MAX_ZIP_ENTRIES = 100_000;
+/**
+ * Another guard against ZIP bombs: an entry that inflates more than this many times is refused once it is large.
+ * DICOM files, even of blank images, stay far below it (their headers and noise do not deflate a thousandfold).
+ */
+const MAX_INFLATION_RATIO = 1000;
+const INFLATION_CHECK_BYTES = 256 << 20;
 
 /**
  * POST /instances: one DICOM file, or a ZIP of DICOM files, as the request body (any Content-Type but multipart:
@@ -43,6 +49,12 @@ async function storeZip(core: EmbeddedCore, zipPath: string): Promise<StoreResul
     zip.close();
     throw new HttpError(400, `The ZIP archive has too many entries (${zip.entryCount})`);
   }
+  try {
+    await checkInflation(zipPath, core.storage.tmpDirectory);
+  } catch (error) {
+    zip.close();
+    throw error;
+  }
   const results: StoreResult[] = [];
   try {
     for (;;) {
@@ -73,6 +85,30 @@ async function storeZip(core: EmbeddedCore, zipPath: string): Promise<StoreResul
     zip.close();
   }
   return results;
+}
+
+/**
+ * Reads the central directory first (declared sizes; yauzl checks them while inflating): refuses an entry that
+ * inflates like a ZIP bomb, and an archive whose content cannot fit in the free space of the storage disk.
+ */
+async function checkInflation(zipPath: string, storageDirectory: string): Promise<void> {
+  const zip = await new Promise<yauzl.ZipFile>((resolve, reject) =>
+    yauzl.open(zipPath, { lazyEntries: true }, (error, file) => (error ? reject(new HttpError(400, 'Invalid ZIP archive', error.message)) : resolve(file))),
+  );
+  let total = 0;
+  try {
+    for (let entry = await nextEntry(zip); entry; entry = await nextEntry(zip)) {
+      const { uncompressedSize, compressedSize, fileName } = entry;
+      if (uncompressedSize > INFLATION_CHECK_BYTES && uncompressedSize > MAX_INFLATION_RATIO * Math.max(1, compressedSize)) {
+        throw new HttpError(400, 'The ZIP archive looks like a ZIP bomb', `${fileName} inflates from ${compressedSize} to ${uncompressedSize} bytes`);
+      }
+      total += uncompressedSize;
+    }
+  } finally {
+    zip.close();
+  }
+  const { bavail, bsize } = await fsp.statfs(storageDirectory);
+  if (total > bavail * bsize) throw new HttpError(507, 'The ZIP archive does not fit in the storage area', `It holds ${total} bytes once extracted`);
 }
 
 function nextEntry(zip: yauzl.ZipFile): Promise<yauzl.Entry | undefined> {
