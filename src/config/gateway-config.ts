@@ -124,6 +124,8 @@ export interface GatewayConfig {
   /** "DicomCheckCalledAet": refuse associations whose called AE title is not "DicomAet". */
   dicomCheckCalledAet: boolean;
   defaultEncoding: string;
+  /** "AcceptedTransferSyntaxes": patterns (`*`, `?`) of the transfer syntaxes C-STORE accepts. */
+  acceptedTransferSyntaxes: string[];
   logExportedResources: boolean;
   dicomWeb: DicomWebConfig;
   /** Set when the gateway fronts a real Orthanc ("Core": {"Url": ...}); absent = embedded core. */

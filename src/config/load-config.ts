@@ -84,7 +84,7 @@ const NO_FILE = '(built-in defaults)';
 
 /** Orthanc keys we accept without using them, so that a real Orthanc configuration loads quietly. */
 const IGNORED_ORTHANC_KEYS: ReadonlySet<string> = new Set([
-  'AcceptedTransferSyntaxes', 'BuiltinDecoderTranscoderOrder', 'CaseSensitivePN', 'CheckRevisions',
+  'BuiltinDecoderTranscoderOrder', 'CaseSensitivePN', 'CheckRevisions',
   'ConcurrentJobs', 'DatabaseServerIdentifier', 'DefaultPrivateCreator', 'DeidentifyLogs',
   'DeidentifyLogsDicomVersion', 'DicomAlwaysAllowFindWorklist',
   'DicomAlwaysAllowGet', 'DicomAssociationCloseDelay',
@@ -207,6 +207,7 @@ function buildConfig(
     },
     dicomCheckCalledAet: readBool(top, 'DicomCheckCalledAet', false),
     defaultEncoding: readEnum(top, 'DefaultEncoding', ENCODINGS, 'Latin1'),
+    acceptedTransferSyntaxes: readSyntaxPatterns(top, 'AcceptedTransferSyntaxes'),
     logExportedResources: readBool(top, 'LogExportedResources', false),
     dicomWeb: readDicomWeb(top, ctx),
     core: readCore(top, ctx),
@@ -857,6 +858,19 @@ function readDicomWeb(top: Section, ctx: Context): DicomWebConfig {
 }
 
 /** "Core": { "Url", "Username", "Password" } selects a remote Orthanc; an empty Url keeps the embedded core. */
+/** "AcceptedTransferSyntaxes": one pattern or a list of them (UIDs with `*` and `?`), every syntax by default. */
+function readSyntaxPatterns(s: Section, key: string): string[] {
+  const w = at(s, key);
+  const value = take(s, key) ?? ['1.2.840.10008.1.*'];
+  const list = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(list)) throw invalid(w, 'must be a transfer syntax UID pattern or a list of them', value);
+  return list.map((v, i) => {
+    const text = expectString(v, { ...w, key: `${w.key}[${i}]` });
+    if (!/^[0-9.*?]+$/.test(text)) throw invalid({ ...w, key: `${w.key}[${i}]` }, 'is not a transfer syntax UID pattern', v);
+    return text;
+  });
+}
+
 /** A list of DICOM tags, each a keyword or "gggg,eeee" (as the plugin's *ExtrapolatedTags take them). */
 function readTagList(s: Section, key: string): string[] {
   const w = at(s, key);

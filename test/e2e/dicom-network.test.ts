@@ -143,6 +143,38 @@ describe('DICOM network (SCP and /modalities) against real peers', () => {
     expect(datasetBytes(stored).equals(datasetBytes(study.buffers[0]))).toBe(true);
   });
 
+  it('accepts only the transfer syntaxes of /tools/accepted-transfer-syntaxes, answering as Orthanc 1.10', async () => {
+    const orthanc = await startOrthanc();
+    try {
+      const theirs = async (method: string, body?: string): Promise<{ status: number; json: unknown }> => {
+        const response = await fetch(`${orthanc.url}/tools/accepted-transfer-syntaxes`, { method, body });
+        return { status: response.status, json: await response.json() };
+      };
+      const ours = (method: string, body?: string): Promise<{ status: number; json: unknown }> => api(method, '/tools/accepted-transfer-syntaxes', body);
+      expect((await ours('GET')).json).toEqual((await theirs('GET')).json);
+      for (const body of ['["1.2.840.10008.1.2.4.*", "1.2.840.10008.1.2"]', '"9.9"', '"1.2.840.10008.1.2.?"']) {
+        expect([body, await ours('PUT', body)]).toEqual([body, await theirs('PUT', body)]);
+      }
+      expect((await ours('PUT', '{"a":1}')).status).toBe((await theirs('PUT', '{"a":1}')).status);
+    } finally {
+      await orthanc.stop();
+    }
+
+    const study = makeStudy({ PatientID: 'NET-SYNTAX', seriesCount: 1, instancesPerSeries: 1, transferSyntax: TransferSyntax.RLELossless });
+    const file = join(work, 'syntax-rle.dcm');
+    writeFileSync(file, study.buffers[0]);
+    const find = async (): Promise<unknown> => (await api('POST', '/tools/find', { Level: 'Instance', Query: { PatientID: 'NET-SYNTAX' } })).json;
+    // implicit little endian only: the RLE context is refused, nothing is stored
+    expect((await api('PUT', '/tools/accepted-transfer-syntaxes', '"1.2.840.10008.1.2"')).json).toEqual(['1.2.840.10008.1.2']);
+    const refused = await runTool('storescu', ['-xr', '-aet', 'STORESCU', '-aec', AET, '127.0.0.1', String(dicomPort), file]);
+    expect(refused.code).not.toBe(0);
+    expect(await find()).toEqual([]);
+    // every syntax again
+    await api('PUT', '/tools/accepted-transfer-syntaxes', '"*"');
+    expect(await runTool('storescu', ['-xr', '-aet', 'STORESCU', '-aec', AET, '127.0.0.1', String(dicomPort), file])).toMatchObject({ code: 0 });
+    expect(await find()).toHaveLength(1);
+  });
+
   it('answers C-FIND from findscu at study and series level with the requested keys', async () => {
     const study = makeStudy({ PatientID: 'NET-FIND', PatientName: 'FIND^ME', seriesCount: 2, instancesPerSeries: 1, StudyDescription: 'NETWORK' });
     for (const buffer of study.buffers) expect((await fetch(`${gateway.url}/instances`, { method: 'POST', body: buffer })).status).toBe(200);

@@ -88,6 +88,7 @@ describe('defaults', () => {
       dicomAlwaysAllow: { echo: true, store: true, find: false, move: false },
       dicomCheckCalledAet: false,
       defaultEncoding: 'Latin1',
+      acceptedTransferSyntaxes: ['1.2.840.10008.1.*'],
       logExportedResources: false,
       dicomWeb: {
         enable: true,

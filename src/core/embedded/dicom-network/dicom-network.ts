@@ -5,6 +5,7 @@ import type { GatewayConfig } from '../../../config/gateway-config';
 import type { EmbeddedCore } from '../embedded-core';
 import type { ResourceLevel } from '../../native-model';
 import { logger } from '../../../server/logger';
+import { AcceptedSyntaxes } from './accepted-syntaxes';
 import { ModalityRegistry } from './modality-registry';
 import { DicomServer } from './scp';
 import type { NaturalizedElements } from './dimse-values';
@@ -28,6 +29,7 @@ const MAX_QUERIES = 100;
 /** Everything the DICOM network side of one embedded core shares: modalities, query results, the SCP. */
 export class DicomNetwork {
   readonly modalities: ModalityRegistry;
+  readonly acceptedSyntaxes: AcceptedSyntaxes;
   private readonly queries = new Map<string, StoredQuery>();
   private server?: DicomServer;
 
@@ -36,6 +38,7 @@ export class DicomNetwork {
     readonly config: GatewayConfig,
   ) {
     this.modalities = new ModalityRegistry(config.dicomModalities);
+    this.acceptedSyntaxes = new AcceptedSyntaxes(config.acceptedTransferSyntaxes);
   }
 
   get aet(): string {
@@ -64,7 +67,7 @@ export class DicomNetwork {
   /** Starts the SCP on DicomPort when DicomServerEnabled. */
   async start(): Promise<void> {
     if (!this.config.dicomServerEnabled || this.server) return;
-    const server = new DicomServer({ core: this.core, config: this.config, modalities: this.modalities });
+    const server = new DicomServer({ core: this.core, config: this.config, modalities: this.modalities, acceptedSyntaxes: this.acceptedSyntaxes });
     this.server = server;
     await server.listen(this.config.dicomPort, listenHost(this.config));
     logger.info({ aet: this.config.dicomAet, port: this.config.dicomPort }, `DICOM server listening on port ${this.config.dicomPort} as ${this.config.dicomAet}`);

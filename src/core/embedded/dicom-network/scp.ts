@@ -13,6 +13,7 @@ import { CoreError, type ResourceLevel } from '../../native-model';
 import { LEVEL_UID_TAG, LEVELS, levelIndex } from '../../main-dicom-tags';
 import { tagToKeyword, toOrthancTag, vrOfTag } from '../../../dicom/dictionary';
 import { logger } from '../../../server/logger';
+import type { AcceptedSyntaxes } from './accepted-syntaxes';
 import type { ModalityRegistry } from './modality-registry';
 import { part10Header } from './part10-header';
 import { attributeKeys, elementText, naturalValue, tagOfKey, type NaturalizedElements } from './dimse-values';
@@ -30,20 +31,6 @@ const MOVE_MODELS = new Set(['1.2.840.10008.5.1.4.1.2.1.2', SopClass.StudyRootQu
 /** Every storage SOP class lives under this root (PS3.4 B.5). */
 const STORAGE_ROOT = '1.2.840.10008.5.1.4.1.1.';
 const UNCOMPRESSED = [TransferSyntax.ExplicitVRLittleEndian, TransferSyntax.ImplicitVRLittleEndian];
-/** Stored as received: the uncompressed syntaxes and the usual compressed ones (the core reads them all). */
-const STORE_SYNTAXES = new Set<string>([
-  ...UNCOMPRESSED,
-  TransferSyntax.ExplicitVRBigEndian,
-  TransferSyntax.RleLossless,
-  TransferSyntax.JpegBaseline,
-  '1.2.840.10008.1.2.4.51',
-  '1.2.840.10008.1.2.4.57',
-  TransferSyntax.JpegLossless,
-  TransferSyntax.JpegLsLossless,
-  TransferSyntax.JpegLsLossy,
-  TransferSyntax.Jpeg2000Lossless,
-  TransferSyntax.Jpeg2000Lossy,
-]);
 const QUERY_LEVELS: Record<string, ResourceLevel> = { PATIENT: 'Patient', STUDY: 'Study', SERIES: 'Series', IMAGE: 'Instance', INSTANCE: 'Instance' };
 /** Keys a C-FIND answer sets itself rather than copying from the index. */
 const ANSWER_OWN_KEYS = new Set(['QueryRetrieveLevel', 'SpecificCharacterSet', 'RetrieveAETitle']);
@@ -52,10 +39,12 @@ export interface ScpContext {
   core: EmbeddedCore;
   config: GatewayConfig;
   modalities: ModalityRegistry;
+  /** What C-STORE accepts ("AcceptedTransferSyntaxes", changed by PUT /tools/accepted-transfer-syntaxes). */
+  acceptedSyntaxes: AcceptedSyntaxes;
 }
 
 /** The transfer syntax to accept in a context: the caller's first choice among `allowed`, else undefined. */
-function chooseSyntax(context: PresentationContext, allowed: ReadonlySet<string>): string | undefined {
+function chooseSyntax(context: PresentationContext, allowed: AcceptedSyntaxes): string | undefined {
   return context.getTransferSyntaxUids().find((uid) => allowed.has(uid));
 }
 
@@ -85,7 +74,7 @@ function modalityAllows(modality: DicomModalityConfig, operation: DimseOperation
 
 /** Builds the SCP class bound to one core: dcmjs-dimse creates one instance per incoming association. */
 function scpClass(context: ScpContext): new (socket: Socket, opts: Record<string, unknown>) => Scp {
-  const { core, config, modalities } = context;
+  const { core, config, modalities, acceptedSyntaxes } = context;
 
   return class GatewayScp extends Scp {
     private association?: Association;
@@ -120,7 +109,7 @@ function scpClass(context: ScpContext): new (socket: Socket, opts: Record<string
         const syntax = isService
           ? UNCOMPRESSED.find((uid) => context.getTransferSyntaxUids().includes(uid))
           : sopClass.startsWith(STORAGE_ROOT)
-            ? chooseSyntax(context, STORE_SYNTAXES)
+            ? chooseSyntax(context, acceptedSyntaxes)
             : undefined;
         if (syntax) context.setResult(PresentationContextResult.Accept, syntax);
         else if (isService || sopClass.startsWith(STORAGE_ROOT)) context.setResult(PresentationContextResult.RejectTransferSyntaxesNotSupported);

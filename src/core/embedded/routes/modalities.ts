@@ -103,6 +103,20 @@ export function modalityRoutes(core: EmbeddedCore): Router {
   };
   const peerOf = (name: string): Peer => network().modalities.require(name);
 
+  // the transfer syntaxes the DICOM server accepts: patterns in, the matching syntaxes out (as Orthanc 1.10)
+  router.get('/tools/accepted-transfer-syntaxes', (_req, res) => {
+    res.json(network().acceptedSyntaxes.list());
+  });
+  router.put('/tools/accepted-transfer-syntaxes', anyBodyAsText, (req, res) => {
+    const body = jsonBody(req);
+    const patterns = typeof body === 'string' ? [body] : body;
+    if (!Array.isArray(patterns) || !patterns.every((p): p is string => typeof p === 'string')) {
+      throw new HttpError(400, 'Bad file format', 'Expected a transfer syntax UID pattern or a list of them');
+    }
+    network().acceptedSyntaxes.set(patterns);
+    res.json(network().acceptedSyntaxes.list());
+  });
+
   router.get('/modalities', (req, res) => {
     const { modalities } = network();
     if (req.query.expand === undefined) {
