@@ -217,6 +217,11 @@ describe('defaults', () => {
     });
     expect(warnings).toEqual([]);
   });
+
+  it('says that StorageCompression is not supported when it is asked', () => {
+    loadJson({ StorageCompression: true });
+    expect(warnings).toEqual([`"StorageCompression" in ${path.join(dir, 'config.json')} is not supported: files are stored uncompressed`]);
+  });
 });
 
 describe('files', () => {
@@ -595,13 +600,18 @@ describe('unknown keys', () => {
 
   it('stays quiet about Orthanc keys we do not use', () => {
     loadJson({
-      StorageCompression: true,
+      StorageCompression: false,
       Plugins: ['/usr/share/orthanc/plugins'],
       ConcurrentJobs: 4,
       HttpServerEnabled: true,
       DicomWeb: { ServersInDatabase: false, MetadataWorkerThreadsCount: 4 },
     });
     expect(warnings).toEqual([]);
+  });
+
+  it('says that StorageCompression is not supported when it is asked', () => {
+    loadJson({ StorageCompression: true });
+    expect(warnings).toEqual([`"StorageCompression" in ${path.join(dir, 'config.json')} is not supported: files are stored uncompressed`]);
   });
 });
 
