@@ -114,7 +114,8 @@ export function openIndex(indexDirectory: string): Database.Database {
   // NORMAL is durable across process crashes in WAL mode (only an OS crash can lose the last commits)
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
-  db.pragma('cache_size = -65536');
+  // 16 MiB: the OS page cache keeps the rest of the index at hand, and the process stays small (bench: peak RSS)
+  db.pragma('cache_size = -16384');
   db.exec(SCHEMA);
   migrate(db);
   db.prepare(LIST_UNLISTED_PATIENTS).run();
