@@ -57,11 +57,6 @@ export async function timedRequest(
   return { status: response.statusCode, bytes, ms, contentType, text };
 }
 
-export interface MultipartBody {
-  body: Buffer;
-  contentType: string;
-}
-
 export interface StreamedMultipartBody {
   body: Readable;
   contentType: string;

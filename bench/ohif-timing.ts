@@ -76,6 +76,7 @@ export async function measureOhif(live: Map<SystemName, Live>, data: DataSets, s
   const skip = (why: string): void => {
     for (const name of names) for (const row of [listRow, imageRow]) cellOf(row, name).na = why;
   };
+  if (live.has('remote')) for (const row of [listRow, imageRow]) cellOf(row, 'remote').na = 'not measured';
   if (!viewerHost) return skip('needs the embedded gateway (it serves OHIF)');
   if (!existsSync(CHROMIUM)) return skip(`${CHROMIUM} missing`);
   const proxies = new Map<SystemName, ReverseProxy>();

@@ -95,8 +95,9 @@ function orthancPid(dir: string): number | undefined {
   return undefined;
 }
 
-export async function startPluginSystem(): Promise<RunningSystem> {
-  const orthanc = await startOrthanc({ dicomWeb: true });
+/** extraConfig is merged over the test helper's Orthanc configuration. */
+export async function startPluginSystem(extraConfig: Record<string, unknown> = {}): Promise<RunningSystem> {
+  const orthanc = await startOrthanc({ dicomWeb: true, extraConfig });
   const pid = orthancPid(orthanc.storageDir);
   return {
     name: 'plugin',

@@ -161,11 +161,13 @@ async function main(): Promise<void> {
     `scale ${settings.scale}: CT ${settings.ctSlices} slices, ${settings.smallStudies} small studies, ${settings.frames} frames, ` +
       `big study ${settings.bigSeries}x${settings.bigSlices}; ${settings.runs} runs; sections ${settings.sections.join(',')}`,
   );
+  const dataStarted = Date.now();
   const data = prepareDataSets(settings);
+  const dataSeconds = (Date.now() - dataStarted) / 1000;
   const live = new Map<SystemName, Live>();
   const down = new Map<SystemName, string>();
   const rows = new Map<string, Row>();
-  const notes: string[] = [];
+  const notes: string[] = [`data sets ready in ${dataSeconds.toFixed(0)} s (generated when not cached; included in the total bench time)`];
   try {
     await startSystems(settings, live, down);
     const plugin = live.get('plugin')?.system;

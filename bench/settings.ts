@@ -1,8 +1,8 @@
 /**
  * Benchmark sizes and limits, from environment variables.
  *
- *   BENCH_SCALE=full (default) | medium | small   preset sizes; full = the issue's sizes (about 5 minutes
- *                                                 with three systems on an idle 2-core machine, data cached)
+ *   BENCH_SCALE=full (default) | medium | small   preset sizes; full = the issue's sizes (see bench/README.md
+ *                                                 for how long a run takes)
  *   BENCH_CT_SLICES, BENCH_STUDIES, BENCH_FRAMES  override one size of the preset
  *   BENCH_RUNS (5)                                runs of every repeatable operation
  *   BENCH_LOAD_SECONDS (10)                       length of the concurrent-clients test
