@@ -175,42 +175,59 @@ function chooseWindow(dataset: DicomDataset, frame: number, range: { min: number
   return { center: (range.min + range.max) / 2, width: Math.max(range.max - range.min, 1e-6), fn: 'linear-exact' };
 }
 
+/**
+ * 8 and 16 bits: each word as an index that grows with its value (its BitsStored bits, the sign bit flipped
+ * when signed), so that a frame's values fill one small contiguous table: two sequential passes over the
+ * frame, and lookups that stay in the CPU cache.
+ */
+function wordIndices(stored: number, signed: boolean): { index: (word: number) => number; valueOf: (index: number) => number } {
+  const mask = 2 ** stored - 1;
+  const sign = signed ? 2 ** (stored - 1) : 0;
+  return { index: (word) => (word & mask) ^ sign, valueOf: (index) => index - sign };
+}
+
 /** Our PS3.3 greyscale pipeline for a native frame: Modality LUT (per frame), VOI, MONOCHROME1. */
 export function renderGreyscale(dataset: DicomDataset, frame: number, window?: VoiWindow): RawImage {
   const { words, width, height, stored, signed } = frameWords(dataset, frame);
   const RESCALE = '00289145';
   const slope = frameNumber(dataset, frame, RESCALE, '00281053') ?? 1;
   const intercept = frameNumber(dataset, frame, RESCALE, '00281052') ?? 0;
-  const modalityOf = (word: number): number => valueOfWord(word, stored, signed) * slope + intercept;
   const invert = firstText(dataset, '00280004') === 'MONOCHROME1';
   const data = Buffer.alloc(width * height);
   if (words.length === 0) return { width, height, channels: 1, data };
-  // 8 and 16 bits: one table entry per word the frame uses, then one lookup per pixel
-  const size = words instanceof Uint32Array ? 0 : 2 ** (8 * words.BYTES_PER_ELEMENT);
-  const seen = new Uint8Array(size);
-  if (size > 0) for (let i = 0; i < words.length; i++) seen[words[i]] = 1;
-  const range = { min: Infinity, max: -Infinity };
-  const widen = (x: number): void => {
-    if (x < range.min) range.min = x;
-    if (x > range.max) range.max = x;
-  };
-  if (size > 0) {
-    for (let word = 0; word < size; word++) if (seen[word] === 1) widen(modalityOf(word));
-  } else {
-    for (let i = 0; i < words.length; i++) widen(modalityOf(words[i]));
-  }
-  const voi = chooseWindow(dataset, frame, range, window);
-  const output = (word: number): number => {
-    const y = Math.round(applyVoi(modalityOf(word), voi));
+  const output = (value: number, voi: VoiWindow): number => {
+    const y = Math.round(applyVoi(value * slope + intercept, voi));
     return invert ? 255 - y : y;
   };
-  if (size > 0) {
-    const lut = new Uint8Array(size);
-    for (let word = 0; word < size; word++) if (seen[word] === 1) lut[word] = output(word);
-    for (let i = 0; i < words.length; i++) data[i] = lut[words[i]];
-  } else {
-    for (let i = 0; i < words.length; i++) data[i] = output(words[i]);
+  // v * slope + intercept is monotonic in v: the modality range is that of the values' ends
+  const rangeOf = (low: number, high: number): { min: number; max: number } => {
+    const [a, b] = [low * slope + intercept, high * slope + intercept];
+    return { min: Math.min(a, b), max: Math.max(a, b) };
+  };
+  if (words instanceof Uint32Array) {
+    let low = Infinity;
+    let high = -Infinity;
+    for (let i = 0; i < words.length; i++) {
+      const v = valueOfWord(words[i], stored, signed);
+      if (v < low) low = v;
+      if (v > high) high = v;
+    }
+    const voi = chooseWindow(dataset, frame, rangeOf(low, high), window);
+    for (let i = 0; i < words.length; i++) data[i] = output(valueOfWord(words[i], stored, signed), voi);
+    return { width, height, channels: 1, data };
   }
+  const { index, valueOf } = wordIndices(stored, signed);
+  let first = Infinity;
+  let last = -Infinity;
+  for (let i = 0; i < words.length; i++) {
+    const k = index(words[i]);
+    if (k < first) first = k;
+    if (k > last) last = k;
+  }
+  const voi = chooseWindow(dataset, frame, rangeOf(valueOf(first), valueOf(last)), window);
+  const lut = new Uint8Array(last - first + 1);
+  for (let k = first; k <= last; k++) lut[k - first] = output(valueOf(k), voi);
+  for (let i = 0; i < words.length; i++) data[i] = lut[index(words[i]) - first];
   return { width, height, channels: 1, data };
 }
 
