@@ -127,6 +127,9 @@ function withinRounding(a: number[], b: number[]): boolean {
   return maxDifference(a, b) <= 1 && off <= a.length / 100;
 }
 
+// many requests to both servers per test: room for a busy CI machine
+jest.setTimeout(240_000);
+
 describe('native frame and image routes: same answers as Orthanc 1.10', () => {
   let gateway: TestGateway;
   let orthanc: OrthancProcess;
