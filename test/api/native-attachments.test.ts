@@ -2,8 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway';
-import { startOrthanc, uploadToOrthanc, type OrthancProcess } from '../helpers/orthanc-process';
+import { startTestGateway, uploadToBoth, type TestGateway } from '../helpers/test-gateway';
+import { startOrthanc, type OrthancProcess } from '../helpers/orthanc-process';
 import { makeInstance, makeNonImage } from '../helpers/dicom-factory';
 
 /*
@@ -42,11 +42,7 @@ describe('native attachments: same answers as Orthanc 1.10', () => {
       startOrthanc({ extraConfig: { UserContentType: USER_CONTENT_TYPE } }),
     ]);
     const common = { PatientID: 'P-ATT', StudyInstanceUID: '1.2.826.0.1.3680043.8.498.888' };
-    for (const file of [makeInstance({ ...common, seed: 'att-ct', InstanceNumber: 1 }), makeNonImage({ ...common, kind: 'sr', seed: 'att-sr' })]) {
-      const ours = await request(gateway.app).post('/instances').send(file);
-      ids.push(await uploadToOrthanc(orthanc.url, file));
-      expect(ours.body.ID).toBe(ids[ids.length - 1].ID);
-    }
+    ids.push(...(await uploadToBoth(gateway, orthanc, [makeInstance({ ...common, seed: 'att-ct', InstanceNumber: 1 }), makeNonImage({ ...common, kind: 'sr', seed: 'att-sr' })])));
   });
   afterAll(async () => {
     await gateway?.close();

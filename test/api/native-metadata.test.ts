@@ -2,8 +2,8 @@ import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import request from 'supertest';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway';
-import { startOrthanc, uploadToOrthanc, type OrthancProcess } from '../helpers/orthanc-process';
+import { startTestGateway, uploadToBoth, type TestGateway } from '../helpers/test-gateway';
+import { startOrthanc, type OrthancProcess } from '../helpers/orthanc-process';
 import { makeInstance, makeNonImage, TransferSyntax } from '../helpers/dicom-factory';
 
 /*
@@ -47,11 +47,7 @@ describe('native metadata: same answers as Orthanc 1.10', () => {
       startTestGateway('embedded', { UserMetadata: USER_METADATA }),
       startOrthanc({ extraConfig: { UserMetadata: USER_METADATA } }),
     ]);
-    for (const file of files()) {
-      const ours = await request(gateway.app).post('/instances').send(file);
-      ids.push(await uploadToOrthanc(orthanc.url, file));
-      expect(ours.body.ID).toBe(ids[ids.length - 1].ID);
-    }
+    ids.push(...(await uploadToBoth(gateway, orthanc, files())));
   });
   afterAll(async () => {
     await gateway?.close();

@@ -1,6 +1,6 @@
 import request from 'supertest';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway';
-import { startOrthanc, uploadToOrthanc, type OrthancProcess } from '../helpers/orthanc-process';
+import { startTestGateway, uploadToBoth, type TestGateway } from '../helpers/test-gateway';
+import { startOrthanc, type OrthancProcess } from '../helpers/orthanc-process';
 import { makeInstance, makeNonImage } from '../helpers/dicom-factory';
 
 /*
@@ -43,11 +43,7 @@ describe('native tags and content routes: same answers as Orthanc 1.10', () => {
 
   beforeAll(async () => {
     [gateway, orthanc] = await Promise.all([startTestGateway('embedded'), startOrthanc()]);
-    for (const file of files()) {
-      const ours = await request(gateway.app).post('/instances').send(file);
-      ids.push(await uploadToOrthanc(orthanc.url, file));
-      expect(ours.body.ID).toBe(ids[ids.length - 1].ID);
-    }
+    ids.push(...(await uploadToBoth(gateway, orthanc, files())));
   });
   afterAll(async () => {
     await gateway?.close();

@@ -6,7 +6,7 @@ import { loadConfig } from '../../src/config/load-config';
 import type { GatewayConfig } from '../../src/config/gateway-config';
 import type { NativeCore } from '../../src/core/native-model';
 import { createApp } from '../../src/server/app';
-import { startOrthanc, type OrthancProcess } from './orthanc-process';
+import { startOrthanc, uploadToOrthanc, type OrthancProcess, type OrthancUploadAnswer } from './orthanc-process';
 
 /** Every DICOMweb test runs against both: the embedded core, and a real Orthanc (without its DICOMweb plugin). */
 export type CoreKind = 'embedded' | 'remote';
@@ -58,4 +58,16 @@ export async function startTestGateway(kind: CoreKind = 'embedded', extraConfig:
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Stores each file in the gateway's core and in a real Orthanc, checks both give it the same id; Orthanc's answers. */
+export async function uploadToBoth(gateway: TestGateway, orthanc: OrthancProcess, files: readonly Buffer[]): Promise<OrthancUploadAnswer[]> {
+  const answers: OrthancUploadAnswer[] = [];
+  for (const file of files) {
+    const ours = await gateway.core.storeInstance({ buffer: file });
+    const theirs = await uploadToOrthanc(orthanc.url, file);
+    if (ours.ID !== theirs.ID) throw new Error(`the gateway stored ${ours.ID}, Orthanc ${theirs.ID}`);
+    answers.push(theirs);
+  }
+  return answers;
 }
