@@ -7,6 +7,7 @@
  * the CRLF before each boundary belongs to the boundary, not to the body.
  */
 import { randomBytes } from 'node:crypto';
+import type { Writable } from 'node:stream';
 import { formatMediaType } from './media-types';
 
 export interface PartHeaderFields {
@@ -21,6 +22,12 @@ export interface PartHeaderFields {
 export interface MultipartBodyPart {
   headers: PartHeaderFields;
   body: Uint8Array | AsyncIterable<Uint8Array | string>;
+  /**
+   * Called with each chunk of the body (the body itself when a Uint8Array) once the output has handed
+   * it over (a socket: copied to the kernel), so that its memory may be reused; not called for the
+   * chunks the output could not write.
+   */
+  written?: (chunk: Uint8Array) => void;
 }
 
 /** CRLF that ends every part body. */
@@ -91,4 +98,119 @@ export async function* encodeMultipart(
     yield PART_END;
   }
   yield closingDelimiter(boundary);
+}
+
+/** Thrown when the output closes before the whole body was handed over (e.g. the client went away). */
+function prematureClose(): Error {
+  return Object.assign(new Error('the output closed before the multipart body was written'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+}
+
+/**
+ * Bytes an output may hold before a writer waits for it to drain. More than its high-water mark: the
+ * bytes are in memory already (a frame, a read chunk), and waiting after every part would wake the
+ * writer once per part; this way it sleeps until a socket has a few MiB to take at once.
+ */
+const QUEUED_BYTES = 4 << 20;
+
+/** Resolves at once when `out` holds few bytes, else on 'drain'; rejects when `out` closes or fails first. */
+function room(out: Writable): Promise<void> {
+  return out.writableLength < QUEUED_BYTES ? Promise.resolve() : drained(out);
+}
+
+/** Resolves on 'drain', rejects when `out` closes or fails first. */
+function drained(out: Writable): Promise<void> {
+  if (out.destroyed) return Promise.reject(prematureClose());
+  return new Promise((resolve, reject) => {
+    const settle = (error?: Error): void => {
+      out.off('drain', onDrain);
+      out.off('close', onClose);
+      out.off('error', onClose);
+      if (error) reject(error);
+      else resolve();
+    };
+    const onDrain = (): void => settle();
+    const onClose = (error?: Error): void => settle(error ?? prematureClose());
+    out.on('drain', onDrain);
+    out.on('close', onClose);
+    out.on('error', onClose);
+  });
+}
+
+/** Resolves once `out` has finished, rejects when it closes or fails first. */
+function finished(out: Writable): Promise<void> {
+  if (out.writableFinished) return Promise.resolve();
+  if (out.destroyed) return Promise.reject(prematureClose());
+  return new Promise((resolve, reject) => {
+    const settle = (error?: Error): void => {
+      out.off('finish', onFinish);
+      out.off('close', onClose);
+      out.off('error', onClose);
+      if (error) reject(error);
+      else resolve();
+    };
+    const onFinish = (): void => settle();
+    const onClose = (error?: Error): void => settle(out.writableFinished ? undefined : (error ?? prematureClose()));
+    out.on('finish', onFinish);
+    out.on('close', onClose);
+    out.on('error', onClose);
+  });
+}
+
+/**
+ * Writes the whole body to `out` and ends it, part after part, with backpressure but no stream layer
+ * in between: the header, a Uint8Array body and the CRLF of a part go out corked (one writev of a
+ * socket), and the next part is only asked for once `out` has room. Rejects when `out` closes first;
+ * `parts` is then closed (its `return`), so that what it holds open is released.
+ */
+export async function writeMultipart(
+  out: Writable,
+  boundary: string,
+  parts: Iterable<MultipartBodyPart> | AsyncIterable<MultipartBodyPart>,
+): Promise<void> {
+  for await (const part of parts) {
+    if (out.destroyed) throw prematureClose();
+    const header = partHeader(boundary, part.headers);
+    if (part.body instanceof Uint8Array) {
+      out.cork();
+      out.write(header);
+      if (part.body.length > 0) write(out, part.body, part.written);
+      const free = out.write(PART_END);
+      out.uncork();
+      if (!free) await room(out);
+      continue;
+    }
+    if (!out.write(header)) await drained(out);
+    await writeChunks(out, part.body, { written: part.written });
+    if (!out.write(PART_END)) await drained(out);
+  }
+  out.end(closingDelimiter(boundary));
+  await finished(out);
+}
+
+/** out.write, and `written(chunk)` once `out` has handed a byte chunk over; false when `out` wants a drain first. */
+function write(out: Writable, chunk: Uint8Array | string, written?: (chunk: Uint8Array) => void): boolean {
+  if (!written || typeof chunk === 'string') return out.write(chunk);
+  return out.write(chunk, (error) => {
+    if (!error) written(chunk);
+  });
+}
+
+/**
+ * Writes the chunks to `out` as they come, waiting for room when `out` asks to (backpressure), and,
+ * with `end`, ends `out` and waits until it has finished. Rejects when `out` closes first; the
+ * chunks' iterator is then closed. `written` as in MultipartBodyPart.
+ */
+export async function writeChunks(
+  out: Writable,
+  chunks: Iterable<Uint8Array | string> | AsyncIterable<Uint8Array | string>,
+  options: { end?: boolean; written?: (chunk: Uint8Array) => void } = {},
+): Promise<void> {
+  for await (const chunk of chunks) {
+    if (chunk.length === 0) continue;
+    if (out.destroyed) throw prematureClose();
+    if (!write(out, chunk, options.written)) await room(out);
+  }
+  if (!options.end) return;
+  out.end();
+  await finished(out);
 }

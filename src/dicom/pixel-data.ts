@@ -21,6 +21,7 @@ import {
 } from './element-scanner';
 import { encodingOf, TS } from './transfer-syntax';
 import { Lru } from '../core/lru';
+import { BLOCK_BYTES, lendViews, takeBlock } from './block-pool';
 
 /** Why a frame cannot be served; `status` is the HTTP status a client should see. */
 export class PixelDataError extends Error {
@@ -209,9 +210,6 @@ async function indexedSource(fileSource: ByteSource, cacheKey: string): Promise<
   return { source, index };
 }
 
-/** Consecutive frames read in one go up to this many bytes. */
-const FRAME_BLOCK_BYTES = 4 << 20;
-
 /** A frame stored as one byte-aligned range, or undefined (fragments, bit-packed, missing, out of range). */
 function simpleRange(index: FrameIndex, frame: number): { offset: number; length: number } | undefined {
   if (!Number.isInteger(frame) || frame < 0 || frame >= index.numberOfFrames) return undefined;
@@ -220,12 +218,62 @@ function simpleRange(index: FrameIndex, frame: number): { offset: number; length
 }
 
 /**
+ * The reads that give `frames` (0-based, in the order asked): runs of frames that follow each other
+ * in the file (a whole native multi-frame instance) as blocks of a few MiB cut into views, the others
+ * (fragments, bit-packed) one by one.
+ */
+function frameReads(
+  source: ByteSource,
+  index: FrameIndex,
+  frames: readonly number[],
+  readBlock: (offset: number, length: number) => Promise<Buffer>,
+): Array<() => Promise<Buffer[]>> {
+  const reads: Array<() => Promise<Buffer[]>> = [];
+  for (let i = 0; i < frames.length; ) {
+    const first = simpleRange(index, frames[i]);
+    if (!first) {
+      const frame = frames[i];
+      reads.push(async () => [await readFrame(source, index, frame)]);
+      i++;
+      continue;
+    }
+    // the run of asked frames that follow each other in the file, within one block
+    const asked = [frames[i]];
+    const lengths = [first.length];
+    let end = first.offset + first.length;
+    while (i + asked.length < frames.length) {
+      const next = simpleRange(index, frames[i + asked.length]);
+      if (!next || next.offset !== end || end + next.length - first.offset > BLOCK_BYTES) break;
+      asked.push(frames[i + asked.length]);
+      lengths.push(next.length);
+      end += next.length;
+    }
+    reads.push(async () => {
+      const block = await readBlock(first.offset, end - first.offset);
+      let at = 0;
+      const views = lengths.map((length, k) => {
+        if (at + length > block.length) throw new PixelDataError(500, `the file ends inside frame ${asked[k] + 1}`);
+        at += length;
+        return block.subarray(at - length, at);
+      });
+      lendViews(views);
+      return views;
+    });
+    i += asked.length;
+  }
+  return reads;
+}
+
+/**
  * Several stored frames of one file (0-based, in the order asked), as readStoredFrame gives each, with
- * the file opened once: runs of frames that follow each other in the file (a whole native multi-frame
- * instance) are read in blocks of a few MiB, and each frame is a view of its block.
+ * the file opened once and read in blocks (see frameReads); the next block is read while the frames
+ * of the current one are consumed, so a consumer that sends them never waits for the disk after the
+ * first block, and memory stays at a few blocks whatever the size of the instance. Blocks come from
+ * the block pool: a consumer done with a frame may give it back with releaseView.
  */
 export async function* readStoredFrames(filePath: string, cacheKey: string, frames: readonly number[]): AsyncGenerator<{ bytes: Buffer; index: FrameIndex }> {
   const handle = await fsp.open(filePath, 'r');
+  let ahead: Promise<Buffer[]> | undefined;
   try {
     const fileSource: ByteSource = {
       read: async (offset, length) => {
@@ -242,33 +290,24 @@ export async function* readStoredFrames(filePath: string, cacheKey: string, fram
       throw error;
     }
     const { source, index } = indexed;
-    for (let i = 0; i < frames.length; ) {
-      const first = simpleRange(index, frames[i]);
-      if (!first) {
-        yield { bytes: await readFrame(source, index, frames[i]), index };
-        i++;
-        continue;
-      }
-      // the run of asked frames that follow each other in the file, within one block
-      let end = first.offset + first.length;
-      let count = 1;
-      while (i + count < frames.length) {
-        const next = simpleRange(index, frames[i + count]);
-        if (!next || next.offset !== end || end + next.length - first.offset > FRAME_BLOCK_BYTES) break;
-        end += next.length;
-        count++;
-      }
-      const block = await source.read(first.offset, end - first.offset, end - first.offset);
-      let at = 0;
-      for (let k = 0; k < count; k++) {
-        const length = (simpleRange(index, frames[i + k]) as { length: number }).length;
-        if (at + length > block.length) throw new PixelDataError(500, `the file ends inside frame ${frames[i + k] + 1}`);
-        yield { bytes: block.subarray(at, at + length), index };
-        at += length;
-      }
-      i += count;
+    const readBlock = async (offset: number, length: number): Promise<Buffer> => {
+      // a deflated data set was inflated in memory: its blocks are views of it
+      if (source !== fileSource) return source.read(offset, length, length);
+      const block = takeBlock(length);
+      const { bytesRead } = await handle.read(block, 0, length, offset);
+      return block.subarray(0, bytesRead);
+    };
+    const reads = frameReads(source, index, frames, readBlock);
+    for (let r = 0; r < reads.length; r++) {
+      const current = await (ahead ?? reads[r]());
+      ahead = r + 1 < reads.length ? reads[r + 1]() : undefined;
+      // a failed read ahead is seen at its turn (or not at all when the consumer stops first)
+      ahead?.catch(() => undefined);
+      for (const bytes of current) yield { bytes, index };
     }
   } finally {
+    // the handle is closed once a read ahead the consumer no longer wants has ended
+    await ahead?.catch(() => undefined);
     await handle.close();
   }
 }

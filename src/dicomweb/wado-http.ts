@@ -3,11 +3,9 @@
  * query parameter, conditional requests, Accept-Encoding, byte ranges, and streaming a multipart
  * answer part by part with backpressure.
  */
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
 import { negotiateMediaType, type MediaOffer, type MediaSelection } from '../dicom/media-types';
-import { encodeMultipart, type MultipartBodyPart } from '../dicom/multipart-writer';
+import { writeMultipart, type MultipartBodyPart } from '../dicom/multipart-writer';
 import { HttpError } from '../server/errors';
 
 /** The `accept` query parameter (PS3.18 §8.3.3.1), which takes precedence over the header. */
@@ -79,28 +77,34 @@ export function requestedRange(req: Request, size: number): ByteRange | 'unsatis
 }
 
 /**
- * Sends a multipart answer. The first part is prepared before anything is sent, so that its errors
- * (unknown file, impossible transcoding) still get a proper status; a later failure can only cut
- * the answer short.
+ * The items of `items`, the first one awaited before this resolves: an answer prepared this way
+ * still gets a proper error status when its first item fails (unknown file, impossible transcoding);
+ * a later failure can only cut the answer short. Closing the result closes `items`.
  */
-export async function sendMultipart(res: Response, contentType: string, boundary: string, parts: AsyncIterator<MultipartBodyPart>): Promise<void> {
-  const first = await parts.next();
-  async function* all(): AsyncGenerator<MultipartBodyPart> {
+export async function primed<T>(items: AsyncIterator<T>): Promise<AsyncIterable<T>> {
+  const first = await items.next();
+  async function* all(): AsyncGenerator<T> {
     try {
       if (first.done) return;
       yield first.value;
       for (;;) {
-        const next = await parts.next();
+        const next = await items.next();
         if (next.done) return;
         yield next.value;
       }
     } finally {
-      await parts.return?.();
+      await items.return?.();
     }
   }
+  return all();
+}
+
+/** Sends a multipart answer, its first part prepared before anything is sent (see primed). */
+export async function sendMultipart(res: Response, contentType: string, boundary: string, parts: AsyncIterator<MultipartBodyPart>): Promise<void> {
+  const ready = await primed(parts);
   res.status(200);
   res.setHeader('Content-Type', contentType);
-  await pipeline(Readable.from(encodeMultipart(boundary, all())), res);
+  await writeMultipart(res, boundary, ready);
 }
 
 /** The comma-separated frame list of a frames URL: 1-based integers (400 otherwise). */

@@ -12,7 +12,8 @@ import type { DicomDataset, DicomElement } from '../dicom/dicom-file';
 import type { NativeCore } from '../core/native-model';
 import type { DicomLayout } from '../dicom/element-scanner';
 import { formatMediaType, type MediaOffer, type MediaSelection } from '../dicom/media-types';
-import { createBoundary, multipartContentType, type MultipartBodyPart } from '../dicom/multipart-writer';
+import { createBoundary, multipartContentType, writeChunks, writeMultipart, type MultipartBodyPart } from '../dicom/multipart-writer';
+import { releaseView } from '../dicom/block-pool';
 import { nativeFrameBits } from '../dicom/pixel-data';
 import { canDecode, decodeFrame } from '../dicom/transcode';
 import { DEFAULT_TRANSFER_SYNTAX, frameMediaType, isEncapsulated } from '../dicom/transfer-syntax';
@@ -22,7 +23,7 @@ import type { DicomWebContext } from './dicomweb-router';
 import { instanceLayout, readInstanceDataset } from './instance-header';
 import { bulkSuffix, instancePath } from './metadata';
 import { publicBaseUrl } from './public-url';
-import { negotiate, notAcceptable, parseFrameList, requestedRange, sendMultipart } from './wado-http';
+import { negotiate, notAcceptable, parseFrameList, primed, requestedRange, sendMultipart, type ByteRange } from './wado-http';
 import { resolveInstance, type InstanceRef } from './wado-resources';
 
 const OCTET_STREAM = 'application/octet-stream';
@@ -119,31 +120,55 @@ function resolveFromPath(core: NativeCore, req: Request): Promise<InstanceRef> {
   return resolveInstance(core, String(req.params.study), String(req.params.series), String(req.params.instance));
 }
 
-/** Stored frames (0-based) in order: one open file and sequential block reads when the core can, else frame by frame. */
+/** Frames asked of a core that reads them one by one (a remote core: one HTTP request each) before the first is sent. */
+const FRAME_READ_AHEAD = 4;
+
+/**
+ * Stored frames (0-based) in order: one open file and sequential block reads when the core can, else
+ * frame by frame with a few requests in flight, so that the core's latency is not paid per frame.
+ */
 async function* storedFrames(core: NativeCore, id: string, frames: readonly number[]): AsyncGenerator<Buffer> {
   if (core.readFramesRaw) {
     yield* core.readFramesRaw(id, frames);
     return;
   }
-  for (const frame of frames) yield await core.readFrameRaw(id, frame);
+  const ahead: Array<Promise<Buffer>> = [];
+  let next = 0;
+  try {
+    while (next < frames.length || ahead.length > 0) {
+      while (ahead.length < FRAME_READ_AHEAD && next < frames.length) {
+        const reading = core.readFrameRaw(id, frames[next++]);
+        reading.catch(() => undefined); // seen when its turn comes
+        ahead.push(reading);
+      }
+      yield await (ahead.shift() as Promise<Buffer>);
+    }
+  } finally {
+    // the answer ended early: frames read ahead are dropped once they arrive
+    await Promise.allSettled(ahead);
+  }
+}
+
+/**
+ * Stored frames (0-based) converted as planned. A frame that is not given to the block pool once
+ * written (see releaseView) is simply collected.
+ */
+async function* convertedFrames(core: NativeCore, id: string, frames: readonly number[], plan: FramePlan): AsyncGenerator<Buffer> {
+  for await (const raw of storedFrames(core, id, frames)) {
+    const bytes = await plan.convert(raw);
+    if (bytes !== raw) releaseView(raw);
+    yield bytes;
+  }
 }
 
 /** Sends the parts (frames) one per stored frame, each converted as planned. */
 async function sendFrameParts(res: Response, core: NativeCore, ref: InstanceRef, frames: readonly number[], plan: FramePlan, locationOf: (frame: number) => string): Promise<void> {
   const boundary = createBoundary();
+  const partType = formatMediaType(plan.partType, { 'transfer-syntax': plan.transferSyntax });
   async function* parts(): AsyncGenerator<MultipartBodyPart> {
     let i = 0;
-    for await (const raw of storedFrames(core, ref.id, frames.map((frame) => frame - 1))) {
-      const frame = frames[i++];
-      const bytes = await plan.convert(raw);
-      yield {
-        headers: {
-          contentType: formatMediaType(plan.partType, { 'transfer-syntax': plan.transferSyntax }),
-          contentLocation: locationOf(frame),
-          contentLength: bytes.length,
-        },
-        body: bytes,
-      };
+    for await (const bytes of convertedFrames(core, ref.id, frames.map((frame) => frame - 1), plan)) {
+      yield { headers: { contentType: partType, contentLocation: locationOf(frames[i++]), contentLength: bytes.length }, body: bytes, written: releaseView };
     }
   }
   const contentType = multipartContentType(boundary, plan.partType, { 'transfer-syntax': plan.transferSyntax });
@@ -260,30 +285,59 @@ async function sendPlannedPixelBulk(
     await sendFrameParts(res, context.core, ref, frames, plan, () => location);
     return;
   }
-  const total = plan.frameSize !== undefined ? plan.frameSize * count : undefined;
-  const range = !plan.multipart && total !== undefined ? requestedRange(req, total) : undefined;
-  if (range === 'unsatisfiable') {
-    throw new HttpError(416, 'The requested range is outside the bulk data', `The value has ${total} bytes`, { 'Content-Range': `bytes */${total}` });
-  }
-  if (range && plan.frameSize !== undefined && total !== undefined) {
-    // Only the frames the range touches are read.
-    const first = Math.floor(range.start / plan.frameSize);
-    const last = Math.floor(range.end / plan.frameSize);
+  const indices = Array.from({ length: count }, (_, i) => i);
+  if (plan.frameSize === undefined) {
+    // Compressed frames joined as octets (transfer-syntax=*): their size is only known once read.
     const chunks: Buffer[] = [];
-    for (let frame = first; frame <= last; frame++) chunks.push(await plan.convert(await context.core.readFrameRaw(ref.id, frame)));
-    const joined = Buffer.concat(chunks);
-    const offset = range.start - first * plan.frameSize;
-    res.status(206);
-    res.setHeader('Accept-Ranges', 'bytes');
-    res.setHeader('Content-Location', location);
-    res.setHeader('Content-Type', formatMediaType(OCTET_STREAM, { 'transfer-syntax': plan.transferSyntax }));
-    res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${total}`);
-    res.end(joined.subarray(offset, offset + range.end - range.start + 1));
+    for await (const bytes of convertedFrames(context.core, ref.id, indices, plan)) chunks.push(bytes);
+    sendOctets(req, res, Buffer.concat(chunks), selection, plan.transferSyntax, location);
     return;
   }
-  const chunks: Buffer[] = [];
-  for await (const raw of storedFrames(context.core, ref.id, Array.from({ length: count }, (_, i) => i))) chunks.push(await plan.convert(raw));
-  sendOctets(req, res, Buffer.concat(chunks), selection, plan.transferSyntax, location);
+  // Frames of a known size: streamed as they are read, never joined in memory (the lengths sent
+  // before them are checked, so that a frame of another size cuts the answer instead of corrupting it).
+  const frameSize = plan.frameSize;
+  const total = frameSize * count;
+  async function* sized(frames: readonly number[]): AsyncGenerator<Buffer> {
+    for await (const bytes of convertedFrames(context.core, ref.id, frames, plan)) {
+      if (bytes.length !== frameSize) throw new HttpError(500, 'A frame does not have the size its attributes give', `${bytes.length} bytes instead of ${frameSize}`);
+      yield bytes;
+    }
+  }
+  const octetType = formatMediaType(OCTET_STREAM, { 'transfer-syntax': plan.transferSyntax });
+  if (plan.multipart) {
+    const boundary = createBoundary();
+    const body = await primed(sized(indices));
+    res.status(200);
+    res.setHeader('Content-Type', multipartContentType(boundary, OCTET_STREAM, { 'transfer-syntax': plan.transferSyntax }));
+    await writeMultipart(res, boundary, [{ headers: { contentType: octetType, contentLocation: location, contentLength: total }, body, written: releaseView }]);
+    return;
+  }
+  const asked = requestedRange(req, total);
+  if (asked === 'unsatisfiable') {
+    throw new HttpError(416, 'The requested range is outside the bulk data', `The value has ${total} bytes`, { 'Content-Range': `bytes */${total}` });
+  }
+  const range: ByteRange | undefined = asked;
+  // Only the frames a range touches are read, and cut to the range.
+  const first = range ? Math.floor(range.start / frameSize) : 0;
+  const last = range ? Math.floor(range.end / frameSize) : count - 1;
+  async function* slices(): AsyncGenerator<Buffer> {
+    let frame = first;
+    for await (const bytes of sized(indices.slice(first, last + 1))) {
+      const start = range && frame === first ? range.start - first * frameSize : 0;
+      const end = range && frame === last ? range.end - last * frameSize + 1 : bytes.length;
+      frame++;
+      // a whole frame as is, so that it can be given back to the block pool once written
+      yield start === 0 && end === bytes.length ? bytes : bytes.subarray(start, end);
+    }
+  }
+  const body = await primed(slices());
+  res.status(range ? 206 : 200);
+  res.setHeader('Accept-Ranges', 'bytes');
+  res.setHeader('Content-Location', location);
+  res.setHeader('Content-Type', octetType);
+  res.setHeader('Content-Length', String(range ? range.end - range.start + 1 : total));
+  if (range) res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${total}`);
+  await writeChunks(res, body, { end: true, written: releaseView });
 }
 
 /** The element at a bulk path, or undefined. */

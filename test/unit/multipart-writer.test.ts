@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import {
   PART_END,
   closingDelimiter,
@@ -6,6 +6,9 @@ import {
   encodeMultipart,
   multipartContentType,
   partHeader,
+  writeChunks,
+  writeMultipart,
+  type MultipartBodyPart,
 } from '../../src/dicom/multipart-writer';
 import { getMultipartBoundary, parseContentType, parseMultipart } from '../../src/dicom/multipart-parser';
 
@@ -118,5 +121,78 @@ describe('multipart writer', () => {
     expect(log).toEqual(['part 1 made']);
     await it.next(); // header of part 2
     expect(log).toEqual(['part 1 made', 'part 2 made']);
+  });
+});
+
+/** A slow output with a tiny buffer, so that every write has to wait for room. */
+function slowSink(options: { failAfter?: number } = {}): { out: Writable; bytes: () => Buffer } {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const out = new Writable({
+    highWaterMark: 4,
+    write(chunk: Buffer, _encoding, done) {
+      chunks.push(Buffer.from(chunk));
+      size += chunk.length;
+      if (options.failAfter !== undefined && size > options.failAfter) {
+        out.destroy();
+        return;
+      }
+      setImmediate(done);
+    },
+  });
+  return { out, bytes: () => Buffer.concat(chunks) };
+}
+
+describe('writeMultipart', () => {
+  function sampleParts(written: Uint8Array[]): MultipartBodyPart[] {
+    const onWritten = (chunk: Uint8Array): void => {
+      written.push(chunk);
+    };
+    async function* streamed(): AsyncGenerator<Uint8Array | string> {
+      yield 'text, ';
+      yield Buffer.from('then bytes');
+    }
+    return [
+      { headers: { contentType: 'application/octet-stream', contentLength: 5 }, body: Buffer.from('12345'), written: onWritten },
+      { headers: { contentType: 'application/octet-stream' }, body: Buffer.alloc(0) },
+      { headers: { contentType: 'text/plain', contentLocation: '/x' }, body: streamed(), written: onWritten },
+    ];
+  }
+
+  it('writes the bytes encodeMultipart gives, waiting for room, and says which chunks were written', async () => {
+    const expected = await concat(encodeMultipart('b', sampleParts([])));
+    const written: Uint8Array[] = [];
+    const { out, bytes } = slowSink();
+    await writeMultipart(out, 'b', sampleParts(written));
+    expect(bytes().equals(expected)).toBe(true);
+    expect(out.writableFinished).toBe(true);
+    expect(written.map((chunk) => Buffer.from(chunk).toString('latin1'))).toEqual(['12345', 'then bytes']);
+  });
+
+  it('rejects when the output closes first, and closes the parts it was given', async () => {
+    let closed = false;
+    let made = 0;
+    async function* parts(): AsyncGenerator<MultipartBodyPart> {
+      try {
+        for (;;) {
+          made++;
+          yield { headers: { contentType: 'a/b' }, body: Buffer.alloc(1 << 20, made) };
+        }
+      } finally {
+        closed = true;
+      }
+    }
+    const { out } = slowSink({ failAfter: 2.5 * (1 << 20) });
+    await expect(writeMultipart(out, 'b', parts())).rejects.toMatchObject({ code: 'ERR_STREAM_PREMATURE_CLOSE' });
+    expect(closed).toBe(true);
+    // parts made while the output could still take them: a few MiB queued at most
+    expect(made).toBeLessThan(10);
+  });
+
+  it('writes plain chunks with backpressure and ends the output when asked', async () => {
+    const { out, bytes } = slowSink();
+    await writeChunks(out, ['ab', Buffer.from('cd'), new Uint8Array([0x65])], { end: true });
+    expect(bytes().toString('latin1')).toBe('abcde');
+    expect(out.writableFinished).toBe(true);
   });
 });
