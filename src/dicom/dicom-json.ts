@@ -67,8 +67,14 @@ const LEADING_SPACE_VRS: ReadonlySet<string> = new Set(['ST', 'LT', 'UT', 'UR'])
 
 /** Remove insignificant padding (trailing spaces/NULs; leading spaces too where PS3.5 allows). */
 function trimText(value: string, vr: string): string {
+  // most values have nothing to trim: printable ASCII (never whitespace) at both ends spares the regular expressions
+  if (isPrintableAscii(value.charCodeAt(value.length - 1)) && (LEADING_SPACE_VRS.has(vr) || isPrintableAscii(value.charCodeAt(0)))) return value;
   const end = value.replace(/[\s\0]+$/, '');
   return LEADING_SPACE_VRS.has(vr) ? end : end.replace(/^\s+/, '');
+}
+
+function isPrintableAscii(code: number): boolean {
+  return code > 0x20 && code < 0x7f;
 }
 
 const INTEGER_PATTERN = /^[+-]?\d+$/;
@@ -292,6 +298,11 @@ function stringToAttribute(vr: string, text: string): DicomJsonAttribute {
   return withValues(vr, tokens.map((t) => textValue(t, vr)));
 }
 
+/** One value of the native model → its attribute, as tagValuesToDicomJson writes it (sequences excepted). */
+export function tagValueToAttribute(vr: string, value: NativeTagValue): DicomJsonAttribute {
+  return typeof value === 'string' && value !== '' ? stringToAttribute(vr, value) : { vr };
+}
+
 function resolveVr(tag: string, key: string, options: TagValuesToJsonOptions): string {
   return options.vrs?.[tag] ?? options.vrs?.[key] ?? vrOfTag(tag);
 }
@@ -313,8 +324,7 @@ export function tagValuesToDicomJson(values: NativeTagValues, options: TagValues
       const items = (value as ReadonlyArray<NativeTagValues>).map((item) => tagValuesToDicomJson(item ?? {}, options));
       attribute = items.length > 0 ? { vr: 'SQ', Value: items } : { vr: 'SQ' };
     } else {
-      const vr = resolveVr(tag, key, options);
-      attribute = typeof value === 'string' && value !== '' ? stringToAttribute(vr, value) : { vr };
+      attribute = tagValueToAttribute(resolveVr(tag, key, options), value);
     }
     attributes.set(tag, attribute);
   }

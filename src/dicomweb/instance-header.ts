@@ -31,17 +31,38 @@ async function readLayout(core: NativeCore, ref: InstanceRef): Promise<DicomLayo
 
 const layouts = new Lru<string, DicomLayout>(512);
 
+/** Names one stored file: a replaced instance keeps its identifier but gets a new FileUuid. */
+function fileKey(ref: InstanceRef): string {
+  return `${ref.id}|${ref.resource.FileUuid}`;
+}
+
 /**
  * The layout of an instance, cached by file (frames need it on every request). For a Deflated file,
  * Pixel Data offsets are those of the inflated data set.
  */
 export async function instanceLayout(core: NativeCore, ref: InstanceRef): Promise<DicomLayout> {
-  const key = `${ref.id}|${ref.resource.FileUuid}`;
+  const key = fileKey(ref);
   const cached = layouts.get(key);
   if (cached) return cached;
   const layout = await readLayout(core, ref);
   layouts.set(key, layout);
   return layout;
+}
+
+const storedSyntaxes = new Lru<string, string>(100_000);
+
+/**
+ * The transfer syntax an instance is stored in (its TransferSyntax metadata), remembered by file: a
+ * stored file never changes, so a retrieve asked again does not cost a round trip to a remote core per
+ * instance. Undefined when the core does not say.
+ */
+export async function storedTransferSyntax(core: NativeCore, ref: InstanceRef): Promise<string | undefined> {
+  const key = ref.resource.FileUuid ? fileKey(ref) : undefined;
+  const known = key === undefined ? undefined : storedSyntaxes.get(key);
+  if (known !== undefined) return known;
+  const syntax = await core.getInstanceMetadata(ref.id, 'TransferSyntax');
+  if (key !== undefined && syntax !== undefined) storedSyntaxes.set(key, syntax);
+  return syntax;
 }
 
 /** Stand-in for a Pixel Data value that was not read: the DICOM JSON encoder only needs to see it is not empty. */

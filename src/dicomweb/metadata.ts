@@ -40,7 +40,7 @@ const LARGE_BINARY_BYTES = 1024;
 /** Changes whenever the JSON we write changes, so that old cache entries are not served. */
 const FORMAT_VERSION = 1;
 /** Files read in parallel when building a series. */
-const PARALLEL_READS = 8;
+const PARALLEL_READS = 16;
 
 const PIXEL_DATA_TAGS: ReadonlySet<string> = new Set(['7FE00008', '7FE00009', '7FE00010']);
 const ALWAYS_BULK_VRS: ReadonlySet<string> = new Set(['OB', 'OW', 'UN']);

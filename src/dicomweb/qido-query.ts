@@ -333,12 +333,26 @@ export function parseQidoQuery(level: QidoLevel, path: QidoPath, params: Readonl
   return {
     level,
     constraints,
-    returnTags: returnTagsOf(level, path, [...parameters.matches.keys()], parameters.includes, parameters.includeAll),
+    returnTags: cachedReturnTags(level, path, [...parameters.matches.keys()], parameters.includes, parameters.includeAll),
     limit: parameters.limit,
     offset: parameters.offset,
     fuzzy: parameters.fuzzy,
     satisfiable: matchable && pathMatchable,
   };
+}
+
+const returnTagsCache = new Map<string, readonly string[]>();
+
+/** returnTagsOf, remembered per query shape (the sets, dictionary lookups and sort are the same every time). */
+function cachedReturnTags(level: QidoLevel, path: QidoPath, matched: string[], includes: string[], includeAll: boolean): string[] {
+  const key = `${level}|${path.study !== undefined}|${path.series !== undefined}|${matched.join(',')}|${includes.join(',')}|${includeAll}`;
+  let tags = returnTagsCache.get(key);
+  if (!tags) {
+    tags = returnTagsOf(level, path, matched, includes, includeAll);
+    if (returnTagsCache.size >= 1000) returnTagsCache.clear();
+    returnTagsCache.set(key, tags);
+  }
+  return [...tags];
 }
 
 /** PS3.18 §10.6.3.3: the level's defaults, matched and included attributes of this level or above, parents' defaults. */

@@ -8,10 +8,10 @@
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { LEVEL_TAGS, LEVEL_UID_TAG } from '../core/main-dicom-tags';
 import type { FindRequest, Resource } from '../core/native-model';
-import { serializeDicomJson, tagValuesToDicomJson, type DicomJsonDataset } from '../dicom/dicom-json';
+import { serializeDicomJson, tagValueToAttribute, type DicomJsonDataset } from '../dicom/dicom-json';
 import { dicomJsonToXml } from '../dicom/dicom-xml';
-import { normalizeTag, toOrthancTag } from '../dicom/dictionary';
-import { negotiateMediaType, type MediaOffer } from '../dicom/media-types';
+import { isGroupLengthTag, normalizeTag, toOrthancTag } from '../dicom/dictionary';
+import { negotiateMediaType, type MediaOffer, type NegotiationResult } from '../dicom/media-types';
 import { createBoundary, encodeMultipart, multipartContentType } from '../dicom/multipart-writer';
 import { HttpError } from '../server/errors';
 import type { DicomWebContext } from './dicomweb-router';
@@ -70,17 +70,18 @@ function pathValues(path: QidoPath): Map<string, string> {
   return known;
 }
 
-function findRequestOf(query: QidoQuery, known: ReadonlyMap<string, string>, caseSensitive: boolean): FindRequest {
-  const main = MAIN_TAGS[query.level];
-  const requested = query.returnTags.filter((tag) => !GATEWAY_COMPUTED.has(tag) && !main.has(tag) && !known.has(tag));
+function findRequestOf(query: QidoQuery, shape: AnswerShape, caseSensitive: boolean): FindRequest {
+  const constraints: Record<string, string> = {};
+  for (const [tag, value] of query.constraints) constraints[toOrthancTag(tag)] = value;
   const request: FindRequest = {
     Level: query.level,
-    Query: Object.fromEntries([...query.constraints].map(([tag, value]) => [toOrthancTag(tag), value])),
+    Query: constraints,
     Expand: true,
     // fuzzy matching of person names (§8.3.4.2) is implementation-defined: here it ignores case
     CaseSensitive: caseSensitive && !query.fuzzy,
     ResponseContent: ['MainDicomTags'],
-    RequestedTags: requested.map(toOrthancTag),
+    // a copy: the core may keep what it is given
+    RequestedTags: [...shape.requested],
   };
   if (query.offset > 0) request.Since = query.offset;
   return request;
@@ -106,11 +107,44 @@ function truncationWarning(req: Request): string {
 // ---------------------------------------------------------------------------------------------
 // Building the answer
 
+/** What every search of one shape (level, UIDs in the path, returned attributes) shares: worked out once. */
+interface AnswerShape {
+  wanted: ReadonlySet<string>;
+  /** RequestedTags for the core (Orthanc spelling). */
+  requested: readonly string[];
+  /** Every attribute an answer can hold, in ascending tag order (the order of DICOM JSON), with its VR. */
+  attributes: ReadonlyArray<readonly [string, string]>;
+}
+
+const shapes = new Map<string, AnswerShape>();
+
+function answerShapeOf(query: QidoQuery, known: ReadonlyMap<string, string>): AnswerShape {
+  const key = `${query.level}|${[...known.keys()].join(',')}|${query.returnTags.join(',')}`;
+  let shape = shapes.get(key);
+  if (!shape) {
+    const main = MAIN_TAGS[query.level];
+    const requested = query.returnTags.filter((tag) => !GATEWAY_COMPUTED.has(tag) && !main.has(tag) && !known.has(tag));
+    // an answer holds the wanted attributes, the path's UIDs and the ones the gateway fills in (see resourceToDicomJson)
+    const tags = new Set([...query.returnTags, ...known.keys(), SPECIFIC_CHARACTER_SET, RETRIEVE_URL]);
+    shape = {
+      wanted: new Set(query.returnTags),
+      requested: requested.map(toOrthancTag),
+      attributes: [...tags]
+        .filter((tag) => !isGroupLengthTag(tag))
+        .sort()
+        .map((tag) => [tag, vrOf(tag)] as const),
+    };
+    // the shapes clients use are few; a client making up new ones each time only empties the cache
+    if (shapes.size >= 1000) shapes.clear();
+    shapes.set(key, shape);
+  }
+  return shape;
+}
+
 interface AnswerContext {
   query: QidoQuery;
-  wanted: ReadonlySet<string>;
+  shape: AnswerShape;
   known: ReadonlyMap<string, string>;
-  vrs: Readonly<Record<string, string>>;
   baseUrl: string;
 }
 
@@ -131,16 +165,21 @@ function retrieveUrl(level: QidoLevel, values: ReadonlyMap<string, string>, base
 }
 
 function resourceToDicomJson(resource: Resource, context: AnswerContext): DicomJsonDataset {
+  const { wanted, attributes } = context.shape;
   const values = new Map<string, string>(context.known);
-  copyValues(values, resource.MainDicomTags, context.wanted);
-  if (resource.Type === 'Study') copyValues(values, resource.PatientMainDicomTags, context.wanted);
-  copyValues(values, resource.RequestedTags, context.wanted);
+  copyValues(values, resource.MainDicomTags, wanted);
+  if (resource.Type === 'Study') copyValues(values, resource.PatientMainDicomTags, wanted);
+  copyValues(values, resource.RequestedTags, wanted);
   values.set(SPECIFIC_CHARACTER_SET, UTF8);
-  if (context.wanted.has(INSTANCE_AVAILABILITY)) values.set(INSTANCE_AVAILABILITY, 'ONLINE');
+  if (wanted.has(INSTANCE_AVAILABILITY)) values.set(INSTANCE_AVAILABILITY, 'ONLINE');
   values.set(RETRIEVE_URL, retrieveUrl(context.query.level, values, context.baseUrl));
-  const native: Record<string, string> = {};
-  for (const [tag, value] of values) native[tag] = value;
-  return tagValuesToDicomJson(native, { vrs: context.vrs });
+  // the attributes in tag order straight from the shape: no per-answer tag parsing, VR lookup or sorting
+  const dataset: DicomJsonDataset = {};
+  for (const [tag, vr] of attributes) {
+    const value = values.get(tag);
+    if (value !== undefined || values.has(tag)) dataset[tag] = tagValueToAttribute(vr, value);
+  }
+  return dataset;
 }
 
 /** A key JavaScript objects list before all others ("60000010"): JSON.stringify would break the tag order. */
@@ -160,8 +199,11 @@ export function serializeQidoAnswer(datasets: readonly DicomJsonDataset[], tags:
 async function sendDatasets(res: Response, datasets: readonly DicomJsonDataset[], mediaType: string, tags: readonly string[]): Promise<void> {
   res.status(200);
   if (mediaType !== XML_OFFER.mediaType) {
+    // encoded once, length known: a string body would be measured again by compression and by Node before being encoded
+    const body = Buffer.from(serializeQidoAnswer(datasets, tags), 'utf8');
     res.setHeader('Content-Type', mediaType);
-    res.end(serializeQidoAnswer(datasets, tags));
+    res.setHeader('Content-Length', body.length);
+    res.end(body);
     return;
   }
   const boundary = createBoundary();
@@ -189,10 +231,24 @@ function acceptQueryOf(pairs: ReadonlyArray<[string, string]>): string | undefin
   return values.length > 0 ? values.join(',') : undefined;
 }
 
+const negotiations = new Map<string, NegotiationResult>();
+
+/** negotiateMediaType over the QIDO offers, remembered: clients send the same few Accept headers again and again. */
+function negotiateQido(accept: string | undefined, acceptQuery: string | undefined): NegotiationResult {
+  const key = `${accept ?? '\0'}\n${acceptQuery ?? '\0'}`;
+  let negotiated = negotiations.get(key);
+  if (!negotiated) {
+    negotiated = negotiateMediaType(accept, QIDO_OFFERS, { acceptQuery });
+    if (negotiations.size >= 1000) negotiations.clear();
+    negotiations.set(key, negotiated);
+  }
+  return negotiated;
+}
+
 function search(context: DicomWebContext, level: QidoLevel, pathOf: (req: Request) => QidoPath): RequestHandler {
   return async (req, res) => {
     const pairs = queryPairs(req);
-    const negotiated = negotiateMediaType(req.get('accept'), QIDO_OFFERS, { acceptQuery: acceptQueryOf(pairs) });
+    const negotiated = negotiateQido(req.get('accept'), acceptQueryOf(pairs));
     if (negotiated.kind === 'malformed') throw new HttpError(400, negotiated.message);
     if (negotiated.kind === 'not-acceptable') {
       throw new HttpError(406, `QIDO-RS cannot answer in the requested media type: ${negotiated.message}`, `Available: ${negotiated.offered.join(', ')}`);
@@ -209,21 +265,16 @@ function search(context: DicomWebContext, level: QidoLevel, pathOf: (req: Reques
     if (!query.satisfiable) return sendDatasets(res, [], negotiated.mediaType, []);
 
     const known = pathValues(path);
+    const shape = answerShapeOf(query, known);
     const limits = pageLimits(query.limit, context.config.dicomWeb.qidoMaxResults);
-    const request = findRequestOf(query, known, context.config.dicomWeb.qidoCaseSensitive);
+    const request = findRequestOf(query, shape, context.config.dicomWeb.qidoCaseSensitive);
     request.Limit = limits.askCore;
     let resources = await context.core.find(request);
     if (resources.length > limits.page) {
       resources = resources.slice(0, limits.page);
       res.setHeader('Warning', truncationWarning(req));
     }
-    const answer: AnswerContext = {
-      query,
-      wanted: new Set(query.returnTags),
-      known,
-      vrs: Object.fromEntries(query.returnTags.map((tag) => [tag, vrOf(tag)])),
-      baseUrl: publicBaseUrl(req, context.config),
-    };
+    const answer: AnswerContext = { query, shape, known, baseUrl: publicBaseUrl(req, context.config) };
     return sendDatasets(res, resources.map((resource) => resourceToDicomJson(resource, answer)), negotiated.mediaType, query.returnTags);
   };
 }

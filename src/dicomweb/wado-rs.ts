@@ -30,6 +30,7 @@ import type { DicomWebContext } from './dicomweb-router';
 import { buildInstanceJson, buildSeriesJson, instancePath, joinJsonArrays, seriesMetadataKey, withBase, type MetadataMode, type OtherBinaryMode } from './metadata';
 import { baseHash, MetadataCache } from './metadata-cache';
 import { publicBaseUrl } from './public-url';
+import { storedTransferSyntax } from './instance-header';
 import { acceptsGzip, negotiate, notAcceptable, notModified, sendMultipart } from './wado-http';
 import { wadoPixelRoutes } from './wado-pixels';
 import {
@@ -48,6 +49,8 @@ const gzipAsync = promisify(gzip);
 const RETRIEVE_CHUNK_BYTES = 1 << 20;
 /** Instances read ahead of the one being sent, so that disk reads overlap socket writes... */
 const READ_AHEAD = 2;
+/** ...more for a remote core, where each file is a round trip: several in flight hide its latency... */
+const REMOTE_READ_AHEAD = 8;
 /** ...each read whole when no larger than this (a larger one streams when its turn comes). */
 const READ_AHEAD_MAX_BYTES = 4 << 20;
 
@@ -91,7 +94,7 @@ async function instancesOfPath(core: NativeCore, req: Request, level: Level): Pr
 }
 
 async function storedSyntaxes(core: NativeCore, instances: readonly InstanceRef[]): Promise<string[]> {
-  return mapLimit(instances, 16, async (ref) => (await core.getInstanceMetadata(ref.id, 'TransferSyntax')) ?? DEFAULT_TRANSFER_SYNTAX);
+  return mapLimit(instances, 16, async (ref) => (await storedTransferSyntax(core, ref)) ?? DEFAULT_TRANSFER_SYNTAX);
 }
 
 /**
@@ -175,11 +178,12 @@ function retrieveInstances(context: DicomWebContext, level: Level): RequestHandl
       if (file.size === undefined || file.size > READ_AHEAD_MAX_BYTES) return { file, body: file.stream };
       return { file, body: await readWhole(file.stream) };
     };
+    const readAhead = context.core.kind === 'remote' ? REMOTE_READ_AHEAD : READ_AHEAD;
     async function* parts(): AsyncGenerator<MultipartBodyPart> {
       const ahead: Array<Promise<LoadedInstance>> = [];
       let next = 0;
       const fill = (): void => {
-        while (ahead.length < READ_AHEAD && next < instances.length) {
+        while (ahead.length < readAhead && next < instances.length) {
           const loading = load(next++);
           loading.catch(() => undefined); // seen when its turn comes
           ahead.push(loading);

@@ -33,6 +33,16 @@ const RANGE_VRS = new Set(['DA', 'TM', 'DT']);
 /** VRs whose values never differ by case: matched on the exact column. */
 const CASELESS_VRS = new Set(['DA', 'TM', 'DT', 'UI', 'IS', 'DS', 'US', 'UL', 'SS', 'SL', 'FL', 'FD']);
 
+const tagLevels = new Map<string, ResourceLevel | undefined>();
+
+/** levelOfTag, remembered: it walks every level's list, and searches ask for the same few tags. */
+function indexLevelOf(tag: string): ResourceLevel | undefined {
+  if (tagLevels.has(tag)) return tagLevels.get(tag);
+  const level = levelOfTag(tag);
+  if (tagLevels.size < 10_000) tagLevels.set(tag, level);
+  return level;
+}
+
 export function isUniversal(value: string): boolean {
   return value === '' || value === '*';
 }
@@ -45,7 +55,7 @@ export function buildConstraints(level: ResourceLevel, constraints: Constraint[]
       addModalitiesInStudy(query, constraint.value);
       continue;
     }
-    const tagLevel = levelOfTag(constraint.tag);
+    const tagLevel = indexLevelOf(constraint.tag);
     if (!tagLevel) {
       query.unindexed.push(constraint);
       continue;
@@ -53,7 +63,11 @@ export function buildConstraints(level: ResourceLevel, constraints: Constraint[]
     const insensitive = !caseSensitive && !CASELESS_VRS.has(constraint.vr);
     const match = valueMatch(constraint, insensitive);
     const matching = `SELECT t.internal_id FROM tag_index t WHERE t.tag = ? AND (${match.sql})`;
-    if (levelIndex(tagLevel) <= levelIndex(level)) {
+    if (tagLevel === level) {
+      // the resource's own attribute: rows looked up by id, in id order (the ancestor column would also visit
+      // every descendant of each match, and leave the matches to sort)
+      query.where.push(`r.internal_id IN (${matching})`);
+    } else if (levelIndex(tagLevel) < levelIndex(level)) {
       query.where.push(`r.${ANCESTOR_COLUMN[tagLevel]} IN (${matching})`);
     } else {
       // an attribute of a lower level (e.g. Modality on a study search): some descendant must match
