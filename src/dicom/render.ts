@@ -175,17 +175,6 @@ function chooseWindow(dataset: DicomDataset, frame: number, range: { min: number
   return { center: (range.min + range.max) / 2, width: Math.max(range.max - range.min, 1e-6), fn: 'linear-exact' };
 }
 
-/**
- * 8 and 16 bits: each word as an index that grows with its value (its BitsStored bits, the sign bit flipped
- * when signed), so that a frame's values fill one small contiguous table: two sequential passes over the
- * frame, and lookups that stay in the CPU cache.
- */
-function wordIndices(stored: number, signed: boolean): { index: (word: number) => number; valueOf: (index: number) => number } {
-  const mask = 2 ** stored - 1;
-  const sign = signed ? 2 ** (stored - 1) : 0;
-  return { index: (word) => (word & mask) ^ sign, valueOf: (index) => index - sign };
-}
-
 /** Our PS3.3 greyscale pipeline for a native frame: Modality LUT (per frame), VOI, MONOCHROME1. */
 export function renderGreyscale(dataset: DicomDataset, frame: number, window?: VoiWindow): RawImage {
   const { words, width, height, stored, signed } = frameWords(dataset, frame);
@@ -193,7 +182,7 @@ export function renderGreyscale(dataset: DicomDataset, frame: number, window?: V
   const slope = frameNumber(dataset, frame, RESCALE, '00281053') ?? 1;
   const intercept = frameNumber(dataset, frame, RESCALE, '00281052') ?? 0;
   const invert = firstText(dataset, '00280004') === 'MONOCHROME1';
-  const data = Buffer.alloc(width * height);
+  const data = Buffer.allocUnsafe(width * height); // every pixel is written below
   if (words.length === 0) return { width, height, channels: 1, data };
   const output = (value: number, voi: VoiWindow): number => {
     const y = Math.round(applyVoi(value * slope + intercept, voi));
@@ -216,18 +205,23 @@ export function renderGreyscale(dataset: DicomDataset, frame: number, window?: V
     for (let i = 0; i < words.length; i++) data[i] = output(valueOfWord(words[i], stored, signed), voi);
     return { width, height, channels: 1, data };
   }
-  const { index, valueOf } = wordIndices(stored, signed);
-  let first = Infinity;
-  let last = -Infinity;
-  for (let i = 0; i < words.length; i++) {
-    const k = index(words[i]);
+  // 8 and 16 bits: each word as an index that grows with its value (its BitsStored bits, the sign bit flipped when
+  // signed), so that the frame's values fill one small contiguous table: two sequential passes, cache-resident
+  // lookups; integer arithmetic written out in the loops, which V8 compiles to plain machine code
+  const mask = (2 ** stored - 1) | 0;
+  const sign = signed ? (2 ** (stored - 1)) | 0 : 0;
+  const count = words.length;
+  let first = 0x7fffffff;
+  let last = -1;
+  for (let i = 0; i < count; i++) {
+    const k = (words[i] & mask) ^ sign;
     if (k < first) first = k;
     if (k > last) last = k;
   }
-  const voi = chooseWindow(dataset, frame, rangeOf(valueOf(first), valueOf(last)), window);
+  const voi = chooseWindow(dataset, frame, rangeOf(first - sign, last - sign), window);
   const lut = new Uint8Array(last - first + 1);
-  for (let k = first; k <= last; k++) lut[k - first] = output(valueOf(k), voi);
-  for (let i = 0; i < words.length; i++) data[i] = lut[index(words[i]) - first];
+  for (let k = first; k <= last; k++) lut[k - first] = output(k - sign, voi);
+  for (let i = 0; i < count; i++) data[i] = lut[((words[i] & mask) ^ sign) - first];
   return { width, height, channels: 1, data };
 }
 
