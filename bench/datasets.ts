@@ -49,6 +49,9 @@ export interface DataSets {
 
 export const DATA_ROOT = process.env.BENCH_DATA_DIR ? resolve(process.env.BENCH_DATA_DIR) : join(__dirname, '..', '..', 'bench', 'data');
 
+/** Hounsfield rescale and a full-range window, the same for every CT slice the bench generates. */
+const CT_DISPLAY = { RescaleSlope: 1, RescaleIntercept: -1024, WindowCenter: 1024, WindowWidth: 4096 } as const;
+
 const SURNAMES = [
   'SMITH', 'JOHNSON', 'BROWN', 'GARCIA', 'MÜLLER', 'DUPONT', 'SMITHERS', 'NGUYEN', 'ØSTERGÅRD', 'KOWALSKI',
   'SMITH', 'IVANOVA', 'GONZÁLEZ', 'TANAKA', 'SMITHSON', 'LEFÈVRE', 'WILSON', 'ΠΑΠΑΔΟΠΟΥΛΟΣ', 'ROSSI', 'SCHMIDT',
@@ -101,10 +104,7 @@ function ctSeries(slices: number): SeriesSet {
       StudyDate: '20230615',
       StudyDescription: 'Benchmark CT',
       ...layout,
-      RescaleSlope: 1,
-      RescaleIntercept: -1024,
-      WindowCenter: 1024,
-      WindowWidth: 4096,
+      ...CT_DISPLAY,
       pixelData: pixels,
     });
     const file = join(dir, `${String(i).padStart(4, '0')}.dcm`);
@@ -239,10 +239,7 @@ function bigStudy(seriesCount: number, slices: number): BigStudySet {
       StudyDate: '20230617',
       StudyDescription: 'Benchmark big study',
       ...layout,
-      RescaleSlope: 1,
-      RescaleIntercept: -1024,
-      WindowCenter: 1024,
-      WindowWidth: 4096,
+      ...CT_DISPLAY,
       pixelData: pixels,
     });
     const offsets = occurrences(template, Buffer.from(placeholder, 'latin1'));
