@@ -190,10 +190,12 @@ class StowSession {
       settle(checked);
       return;
     }
-    // stores run one after the other while the next part is being received
+    // the embedded core stores on this thread: one store after the other while the next part is received; a remote
+    // Orthanc stores on threads of its own, so there up to MAX_PENDING_STORES run at once (outcomes stay in part order)
     if (this.pending.length >= MAX_PENDING_STORES) await this.pending.shift();
-    const task = this.queue.then(() => this.store(written.file, written.contents, checked.ids).then(settle));
-    this.queue = task;
+    const turn = this.core.kind === 'remote' ? Promise.resolve() : this.queue;
+    const task = turn.then(() => this.store(written.file, written.contents, checked.ids).then(settle));
+    this.queue = Promise.all([this.queue, task]).then(() => undefined);
     this.pending.push(task);
   }
 

@@ -304,6 +304,20 @@ describe.each(CORE_KINDS)('STOW-RS (%s core)', (kind: CoreKind) => {
       }
     });
 
+    // a remote core stores several parts at once: big and small parts finish out of order, the answer must not
+    it('answers the outcomes of many parts of mixed sizes in the order of the parts', async () => {
+      const sizes = [600, 32, 800, 32, 64, 700, 32, 32, 500, 32];
+      const files = sizes.map((side, i) => makeInstance({ seed: `${kind}-order-${i}`, Rows: side, Columns: side, BitsAllocated: 16, BitsStored: 16 }));
+      const bad = Buffer.from('not DICOM either');
+      const body = [...files.slice(0, 5), bad, ...files.slice(5)];
+      const res = await request(gateway.app).post('/dicom-web/studies').set('Content-Type', RELATED_DICOM('b')).send(multipart(body, 'b'));
+      expect(res.status).toBe(202);
+      expect(items(res.body as Json, REFERENCED).map((i) => value(i, SOP_INSTANCE))).toEqual(files.map(sopUidOf));
+      expect(items(res.body as Json, FAILED).map((f) => value(f, FAILURE_REASON))).toEqual([0xc000]);
+      for (const file of files) expect(await isStored(sopUidOf(file))).toBe(true);
+      expect(leftovers()).toEqual([]);
+    });
+
     it('lists an instance stored again as a success', async () => {
       const file = makeInstance({ seed: `${kind}-again` });
       const post = () => request(gateway.app).post('/dicom-web/studies').set('Content-Type', RELATED_DICOM('b')).send(multipart([file], 'b'));
