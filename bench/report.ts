@@ -4,6 +4,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { goalText, HIGHER_IS_BETTER, missedGoals, verdictText } from './goals';
+import { median } from './statistics';
 import type { Unit } from './operations';
 import type { BenchSettings, SystemName } from './settings';
 
@@ -22,7 +24,7 @@ export interface Row {
   label: string;
   unit: Unit;
   cells: Partial<Record<SystemName, Cell>>;
-  /** What the gateway should reach (shown in the target column), e.g. "< 300". */
+  /** A goal in words besides the issues' (bench/goals.ts), shown in the goal column, e.g. "≈ direct STOW below". */
   target?: string;
   /** A reference measured once, not per system: shown in the plugin column, the others are "–". */
   baseline?: boolean;
@@ -69,15 +71,6 @@ export interface BenchReport {
 }
 
 export const RESULTS_DIR = join(__dirname, '..', '..', 'bench', 'results');
-
-const HIGHER_IS_BETTER: ReadonlySet<Unit> = new Set(['MB/s', 'inst/s', 'req/s']);
-
-export function median(values: number[]): number | undefined {
-  if (values.length === 0) return undefined;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
 
 export function environment(versions: { orthanc: string; plugin: string }, startLoad: number): Environment {
   const cpuList = cpus();
@@ -152,15 +145,17 @@ export function toMarkdown(report: BenchReport): string {
     `* Gateways run as \`node dist/src/server/cli.js\` child processes, LOG_LEVEL=${report.settings.gatewayLogLevel}; every system on 127.0.0.1 with fresh storage.`,
     `* Ratios are gateway ÷ plugin; ↓ lower is better, ↑ higher is better. Total bench time ${format(report.totalSeconds)} s.`,
     '',
-    '| operation | unit | plugin | gateway-embedded | gateway-over-orthanc | embedded ÷ plugin | over-orthanc ÷ plugin | target |',
-    '|---|---|---:|---:|---:|---:|---:|---|',
+    '| operation | unit | plugin | gateway-embedded | gateway-over-orthanc | embedded ÷ plugin | over-orthanc ÷ plugin | goal | met |',
+    '|---|---|---:|---:|---:|---:|---:|---|---|',
   ];
   for (const row of report.rows) {
     const rowRuns = row.runs ?? runs;
     lines.push(
-      `| ${row.label} | ${unitText(row.unit)} | ${cellText(row, 'plugin', rowRuns)} | ${cellText(row, 'embedded', rowRuns)} | ${cellText(row, 'remote', rowRuns)} | ${ratioText(row, 'embedded')} | ${ratioText(row, 'remote')} | ${row.target ?? ''} |`,
+      `| ${row.label} | ${unitText(row.unit)} | ${cellText(row, 'plugin', rowRuns)} | ${cellText(row, 'embedded', rowRuns)} | ${cellText(row, 'remote', rowRuns)} | ${ratioText(row, 'embedded')} | ${ratioText(row, 'remote')} | ${goalText(row)} | ${verdictText(row)} |`,
     );
   }
+  const missed = missedGoals(report.rows);
+  lines.push('', '## Goals missed in this run', '', ...(missed.length > 0 ? missed.map((m) => `* ${m}`) : ['* none']));
   const notes = [...report.notes, ...itemMismatches(report.rows)];
   if (notes.length > 0) {
     lines.push('', '## Notes', '', ...notes.map((n) => `* ${n}`));
