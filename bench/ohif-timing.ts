@@ -4,8 +4,6 @@
  * data source is window.location.origin + "/dicom-web", so each system gets a loopback reverse proxy
  * that serves /ohif/ from the embedded gateway and everything else from the system: one origin, no CORS,
  * the same hop for every system. Every run uses a fresh browser context (empty cache, as a first visit).
- * The gateway over Orthanc is left out to keep the whole bench under 15 minutes (its QIDO/WADO rows show
- * how it compares).
  */
 import { existsSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -72,11 +70,10 @@ export async function measureOhif(live: Map<SystemName, Live>, data: DataSets, s
   const listRow = rowFor(rows, { id: 'ohif-study-list', label: 'OHIF: navigate to the study list until its rows show', unit: 'ms', runs });
   const imageRow = rowFor(rows, { id: 'ohif-first-image', label: `OHIF: open the ${data.ct.files.length}-slice CT until the first image is drawn`, unit: 'ms', runs });
   const viewerHost = live.get('embedded');
-  const names = [...live.keys()].filter((name) => name !== 'remote');
+  const names = [...live.keys()];
   const skip = (why: string): void => {
     for (const name of names) for (const row of [listRow, imageRow]) cellOf(row, name).na = why;
   };
-  if (live.has('remote')) for (const row of [listRow, imageRow]) cellOf(row, 'remote').na = 'not measured';
   if (!viewerHost) return skip('needs the embedded gateway (it serves OHIF)');
   if (!existsSync(CHROMIUM)) return skip(`${CHROMIUM} missing`);
   const proxies = new Map<SystemName, ReverseProxy>();

@@ -142,6 +142,12 @@ async function storeParts(core: NativeCore, response: OutboundResponse, outcome:
     throw new HttpError(502, 'The WADO-RS answer of the DICOMweb server is not multipart/related', contentType.slice(0, 200));
   }
   const dir = await mkdtemp(join(tmpdir(), 'dicomweb-retrieve-'));
+  // the next part is received while the previous ones are stored; a remote Orthanc stores several at once
+  const maxStoring = core.kind === 'remote' ? 4 : 1;
+  const storing: Array<Promise<void>> = [];
+  const settleOldest = async (): Promise<void> => {
+    await storing.shift();
+  };
   try {
     for await (const part of parseMultipart(response.body, boundary)) {
       const type = (part.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
@@ -153,15 +159,23 @@ async function storeParts(core: NativeCore, response: OutboundResponse, outcome:
       part.body.on('data', (chunk: Buffer) => (size += chunk.length));
       await pipeline(part.body, createWriteStream(file));
       outcome.networkSize += size;
-      const stored = await core.storeInstance({ file });
-      outcome.instances.push(stored.ID);
-      outcome.onStored?.();
+      if (storing.length >= maxStoring) await settleOldest();
+      // counted as soon as stored (a job's progress), in the order the stores end
+      const store = core.storeInstance({ file }).then((stored) => {
+        outcome.instances.push(stored.ID);
+        outcome.onStored?.();
+      });
+      store.catch(() => undefined); // seen when its turn comes
+      storing.push(store);
     }
+    while (storing.length > 0) await settleOldest();
   } catch (error) {
     response.body.destroy();
     if (error instanceof MultipartError) throw new HttpError(502, 'Malformed WADO-RS answer from the DICOMweb server', error.message);
     throw error;
   } finally {
+    // the stores still running read their files from `dir`
+    await Promise.allSettled(storing);
     await rm(dir, { recursive: true, force: true });
   }
 }

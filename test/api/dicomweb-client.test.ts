@@ -126,6 +126,26 @@ describe('DICOMweb client against a real Orthanc + DICOMweb plugin (Basic auth)'
     }
   });
 
+  // a remote core stores several received parts at once: every one must arrive, whatever order they end in
+  it('retrieves a study from Orthanc into a gateway over another Orthanc (remote core)', async () => {
+    const over = await startTestGateway('remote', {
+      DicomWeb: { Servers: { orthanc: { Url: `${orthanc.url}/dicom-web/`, Username: 'u', Password: 'p' } } },
+    });
+    try {
+      const res = await request(over.app)
+        .post(`${SERVERS}/orthanc/retrieve`)
+        .send({ Resources: [{ Study: study.StudyInstanceUID }, { Study: study.StudyInstanceUID, Series: study.series[0].SeriesInstanceUID }] })
+        .expect(200);
+      expect(res.body.ReceivedInstancesCount).toBe('6');
+      expect(res.body.Instances).toHaveLength(6);
+      const held = (await request(over.app).get('/instances').expect(200)).body as string[];
+      expect(held.sort()).toEqual([...new Set(res.body.Instances as string[])].sort());
+      expect(held).toHaveLength(4);
+    } finally {
+      await over.close();
+    }
+  });
+
   it('stows a whole patient from a gateway over another Orthanc (remote core)', async () => {
     const over = await startTestGateway('remote', {
       DicomWeb: { Servers: { orthanc: { Url: `${orthanc.url}/dicom-web/`, Username: 'u', Password: 'p' } } },
