@@ -57,3 +57,9 @@ export function releaseView(view: Uint8Array): void {
     idleTimer = undefined;
   }, IDLE_MS).unref();
 }
+
+/** Gives back a buffer from takeBlock that nothing holds any more (a scratch copy): its block may be read into again. */
+export function giveBack(buffer: Buffer): void {
+  lendViews([buffer]);
+  releaseView(buffer);
+}

@@ -36,6 +36,8 @@ export interface DatasetRead {
   dataset: DicomDataset;
   /** The top-level Pixel Data when the read stopped at it (offsets into the, maybe inflated, bytes). */
   pixelData?: PixelDataElement;
+  /** For a Deflated transfer syntax: the inflated bytes (file meta group, then data set) that `pixelData` points into. */
+  inflated?: Buffer;
 }
 
 const SPECIFIC_CHARACTER_SET = 0x00080005;
@@ -219,11 +221,12 @@ export function readDataset(buffer: Buffer, options: ReadDatasetOptions): Datase
   const { transferSyntax, datasetOffset } = readFileMeta(meta);
   const encoding = encodingOf(transferSyntax);
   let reader = new ElementWalker(buffer, options.complete, datasetOffset);
+  let inflated: Buffer | undefined;
   if (encoding.deflated) {
     if (!options.complete) throw new NeedMoreData(buffer.length);
-    const inflated = Buffer.concat([buffer.subarray(0, datasetOffset), inflateRawSync(buffer.subarray(datasetOffset))]);
+    inflated = Buffer.concat([buffer.subarray(0, datasetOffset), inflateRawSync(buffer.subarray(datasetOffset))]);
     reader = new ElementWalker(inflated, true, datasetOffset);
   }
   const { dataset, pixelData } = readElements(reader, encoding, { end: undefined, depth: 0, charset: [] }, options.stopAtPixelData);
-  return { transferSyntax, dataset, pixelData };
+  return { transferSyntax, dataset, pixelData, ...(inflated ? { inflated } : {}) };
 }

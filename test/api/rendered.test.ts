@@ -165,6 +165,7 @@ describe('WADO-RS rendered pixels equal the reference plugin\'s', () => {
     ['16-bit with rescale, linear window asked', { ...grey16, RescaleSlope: 2, RescaleIntercept: -100 }, '/rendered?window=3000,5000,linear', 0],
     ['16-bit, sigmoid window asked', grey16, '/rendered?window=1000,1500,sigmoid', 0],
     ['signed 12-bit', { BitsAllocated: 16, BitsStored: 12, PixelRepresentation: 1, Rows: 64, Columns: 64 }, '/rendered', 0],
+    ['12-bit CT with rescale, window asked (through a table of every stored value)', { BitsAllocated: 16, BitsStored: 12, Rows: 128, Columns: 128, RescaleSlope: 1, RescaleIntercept: -1024 }, '/rendered?window=1024,4096,linear', 0],
     ['8-bit MONOCHROME1', { BitsAllocated: 8, PhotometricInterpretation: 'MONOCHROME1', Rows: 32, Columns: 32 }, '/rendered', 0],
     ['8-bit MONOCHROME1, window asked', { BitsAllocated: 8, PhotometricInterpretation: 'MONOCHROME1', Rows: 32, Columns: 32 }, '/rendered?window=100,120,linear', 0],
     ['frame 2 of 3', { ...grey16, NumberOfFrames: 3 }, '/frames/2/rendered', 0],
@@ -194,6 +195,32 @@ describe('WADO-RS rendered pixels equal the reference plugin\'s', () => {
     for (let i = 0; i < a.data.length; i++) worst = Math.max(worst, Math.abs(a.data[i] - b.data[i]));
     expect(worst).toBeLessThanOrEqual(tolerance);
     // not a trivial image: the comparison means something
+    expect(new Set(a.data).size).toBeGreaterThan(8);
+  });
+
+  // both encode the same 8-bit pixels at quality 90 with libjpeg-turbo (its default integer DCT): the JPEG bytes
+  // differ (headers, Huffman tables), the decoded pixels do not
+  it('JPEG of a 512x512 12-bit CT slice: single-channel, decoded pixels equal to those of the plugin\'s JPEG', async () => {
+    const instance = buildInstance({ BitsAllocated: 16, BitsStored: 12, Rows: 512, Columns: 512, RescaleSlope: 1, RescaleIntercept: -1024, StudyInstanceUID: newUid(), SeriesInstanceUID: newUid() });
+    await gw.core.storeInstance({ buffer: instance.buffer });
+    await uploadToOrthanc(orthanc.url, instance.buffer);
+    const { StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID } = instance.tags;
+    const path = `/dicom-web/studies/${StudyInstanceUID}/series/${SeriesInstanceUID}/instances/${SOPInstanceUID}/rendered?window=1024,4096,linear`;
+    const ours = await request(gw.app).get(path).set('Accept', 'image/jpeg').buffer(true).parse(binaryParser);
+    const theirs = await fetch(orthanc.url + path, { headers: { accept: 'image/jpeg' } });
+    expect([ours.status, theirs.status]).toEqual([200, 200]);
+    // channels: the JPEG's components (1 = a greyscale JPEG, as the plugin writes)
+    const decode = async (jpeg: Buffer): Promise<{ data: Buffer; channels: number }> => {
+      const { data } = await sharp(jpeg).toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
+      return { data, channels: (await sharp(jpeg).metadata()).channels ?? 0 };
+    };
+    const a = await decode(ours.body as Buffer);
+    const b = await decode(Buffer.from(await theirs.arrayBuffer()));
+    expect([a.channels, b.channels]).toEqual([1, 1]);
+    expect(a.data.length).toBe(b.data.length);
+    let mismatches = 0;
+    for (let i = 0; i < a.data.length; i++) if (a.data[i] !== b.data[i]) mismatches++;
+    expect(mismatches).toBe(0);
     expect(new Set(a.data).size).toBeGreaterThan(8);
   });
 });

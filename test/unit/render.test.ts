@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import { DicomParseError } from '../../src/dicom/dicom-file';
 import { parseViewport, parseWindow, RenderError, renderDicom, type RenderOptions } from '../../src/dicom/render';
 import { buildInstance, makeNonImage, patternValue, TransferSyntax, type InstanceOptions, type PixelLayout } from '../helpers/dicom-factory';
 
@@ -11,10 +12,15 @@ function expectedVoi(x: number, c: number, w: number, fn: string): number {
   return Math.round(y);
 }
 
+/** The same bytes `shift` bytes further in memory: 16-bit words viewed in place, copied, 4-byte aligned or not. */
+function shifted(shift: number): (buffer: Buffer) => Buffer {
+  return (buffer) => Buffer.concat([Buffer.alloc(shift), buffer]).subarray(shift);
+}
+
 /** Renders to PNG and decodes it; `channels` is 1 for a greyscale PNG (colour type 0), else 3. */
-async function renderRaw(options: InstanceOptions, render: RenderOptions = {}): Promise<{ data: Buffer; width: number; height: number; channels: number }> {
+async function renderRaw(options: InstanceOptions, render: RenderOptions = {}, bytes: (file: Buffer) => Buffer = (file) => file): Promise<{ data: Buffer; width: number; height: number; channels: number }> {
   const { buffer } = buildInstance(options);
-  const { body, mediaType } = await renderDicom(buffer, { mediaType: 'image/png', ...render });
+  const { body, mediaType } = await renderDicom(bytes(buffer), { mediaType: 'image/png', ...render });
   expect(mediaType).toBe('image/png');
   const grey = body[25] === 0;
   const decoder = grey ? sharp(body).toColourspace('b-w') : sharp(body);
@@ -29,8 +35,8 @@ function layoutOf(o: InstanceOptions): PixelLayout {
 }
 
 /** Checks every pixel of a grey render against `expected(stored value)`. */
-async function checkGrey(options: InstanceOptions, render: RenderOptions, expected: (stored: number) => number, frame = 0): Promise<void> {
-  const raw = await renderRaw(options, { ...render, frame });
+async function checkGrey(options: InstanceOptions, render: RenderOptions, expected: (stored: number) => number, frame = 0, bytes?: (file: Buffer) => Buffer): Promise<void> {
+  const raw = await renderRaw(options, { ...render, frame }, bytes);
   const layout = layoutOf(options);
   expect([raw.width, raw.height, raw.channels]).toEqual([layout.Columns, layout.Rows, 1]);
   let mismatches = 0;
@@ -72,6 +78,24 @@ describe('renderDicom greyscale (PS3.3 C.11)', () => {
   it('reads big endian files', async () => {
     const o: InstanceOptions = { BitsAllocated: 16, transferSyntax: TransferSyntax.ExplicitVRBigEndian };
     await checkGrey(o, { window: { center: 2000, width: 4000, fn: 'linear' } }, (v) => expectedVoi(v, 2000, 4000, 'linear'));
+  });
+
+  it.each([TransferSyntax.ImplicitVRLittleEndian, TransferSyntax.DeflatedExplicitVRLittleEndian])('reads the Pixel Data of %s files', async (transferSyntax) => {
+    const o: InstanceOptions = { BitsAllocated: 16, NumberOfFrames: 2, transferSyntax };
+    await checkGrey(o, { window: { center: 2000, width: 4000, fn: 'linear' } }, (v) => expectedVoi(v, 2000, 4000, 'linear'), 1);
+  });
+
+  it.each([0, 1, 2, 3])('reads 16-bit words wherever they are in memory (file shifted by %i bytes)', async (shift) => {
+    // 5x7: eight groups of four pixels and three more
+    const o: InstanceOptions = { BitsAllocated: 16, Rows: 5, Columns: 7, RescaleSlope: 2, RescaleIntercept: -100 };
+    await checkGrey(o, { window: { center: 1500, width: 3000, fn: 'linear' } }, (v) => expectedVoi(v * 2 - 100, 1500, 3000, 'linear'), 0, shifted(shift));
+  });
+
+  it('applies a known window through a table of every stored value when the frame is larger than the table', async () => {
+    // 12-bit signed, 64x128 pixels > 4096 table entries: no pass over the frame for its range
+    const o: InstanceOptions = { BitsAllocated: 16, BitsStored: 12, PixelRepresentation: 1, Rows: 64, Columns: 128, RescaleSlope: 3, RescaleIntercept: 7 };
+    await checkGrey(o, { window: { center: 100, width: 5000, fn: 'linear' } }, (v) => expectedVoi(v * 3 + 7, 100, 5000, 'linear'));
+    await checkGrey({ ...o, PhotometricInterpretation: 'MONOCHROME1', WindowCenter: -300, WindowWidth: 2000 }, {}, (v) => 255 - expectedVoi(v * 3 + 7, -300, 2000, 'linear'));
   });
 
   it('renders RLE greyscale through the codecs with the same linear window (±1)', async () => {
@@ -197,6 +221,11 @@ describe('renderDicom colour and geometry', () => {
 describe('renderDicom errors', () => {
   it.each(['sr', 'pdf'] as const)('refuses a %s object as not an image', async (kind) => {
     await expect(renderDicom(makeNonImage({ kind }))).rejects.toMatchObject({ kind: 'not-image' });
+  });
+
+  it('refuses a file that ends inside its Pixel Data as unreadable', async () => {
+    const { buffer } = buildInstance({});
+    await expect(renderDicom(buffer.subarray(0, buffer.length - 2))).rejects.toBeInstanceOf(DicomParseError);
   });
 
   it('refuses a frame that does not exist', async () => {
