@@ -106,6 +106,15 @@ export interface FileStream {
   transferSyntax?: string;
 }
 
+/** A stored file read whole (see NativeCore.readInstanceFiles). */
+export interface StoredFile {
+  /** The whole file as a view of a pooled block, or its blocks in order for a file larger than a block. */
+  body: Buffer | AsyncIterable<Buffer>;
+  size: number;
+  /** Transfer syntax UID of the file. */
+  transferSyntax?: string;
+}
+
 export interface ChangesPage {
   Changes: Array<{ ChangeType: string; Date: string; ID: string; Path: string; ResourceType: ResourceLevel; Seq: number }>;
   Done: boolean;
@@ -174,6 +183,14 @@ export interface NativeCore {
    * chunks: small for readers that stop after the header, large for readers of whole files.
    */
   readInstanceFile(id: string, options?: { transcode?: string; chunkBytes?: number }): Promise<FileStream>;
+
+  /**
+   * Several stored files as readInstanceFile gives them without transcoding, in the order asked, read
+   * ahead into pooled blocks (src/dicom/block-pool.ts): the consumer gives each Buffer back with
+   * releaseView once written. An unknown instance ends the files with a CoreError(404) at its turn.
+   * Optional: a core with local files (a remote core streams each file with readInstanceFile).
+   */
+  readInstanceFiles?(ids: readonly string[]): AsyncIterable<StoredFile>;
 
   /** GET /instances/{id}/frames/{frame}/raw (frame is 0-based, as in Orthanc). */
   readFrameRaw(id: string, frame: number): Promise<Buffer>;

@@ -22,6 +22,7 @@ import type { DicomJsonDataset } from '../dicom/dicom-json';
 import { dicomJsonToXml } from '../dicom/dicom-xml';
 import { formatMediaType, type MediaOffer } from '../dicom/media-types';
 import { createBoundary, multipartContentType, type MultipartBodyPart } from '../dicom/multipart-writer';
+import { releaseView } from '../dicom/block-pool';
 import { canTranscode, TranscodeError, transcodeFile } from '../dicom/transcode';
 import { DEFAULT_TRANSFER_SYNTAX } from '../dicom/transfer-syntax';
 import { mapLimit } from '../core/map-limit';
@@ -172,6 +173,29 @@ function retrieveInstances(context: DicomWebContext, level: Level): RequestHandl
       return;
     }
 
+    const headersOf = (index: number, syntax: string | undefined, size: number | undefined): MultipartBodyPart['headers'] => ({
+      contentType: dicomPartType(syntax ?? (target === '*' ? stored[index] : target)),
+      contentLocation: base + instancePath(instances[index]),
+      contentLength: size,
+    });
+    const boundary = createBoundary();
+    const params: Record<string, string> = target === '*' ? {} : { 'transfer-syntax': target };
+    const contentType = multipartContentType(boundary, 'application/dicom', params);
+    const core = context.core;
+    if (core.readInstanceFiles && (target === '*' || stored.every((syntax) => syntax === target))) {
+      // Files as stored, from a core with local files: read into pooled blocks, given back once written.
+      const files = core.readInstanceFiles(instances.map((ref) => ref.id));
+      async function* pooledParts(): AsyncGenerator<MultipartBodyPart> {
+        let index = 0;
+        for await (const file of files) {
+          yield { headers: headersOf(index, file.transferSyntax, file.size), body: file.body, written: releaseView };
+          index++;
+        }
+      }
+      await sendMultipart(res, contentType, boundary, pooledParts());
+      return;
+    }
+
     // The next instances are read while one is being sent (a few, each whole only when small).
     const load = async (index: number): Promise<LoadedInstance> => {
       const file = await openInstance(context.core, instances[index], target, stored[index]);
@@ -190,24 +214,18 @@ function retrieveInstances(context: DicomWebContext, level: Level): RequestHandl
         }
       };
       try {
-        for (const [index, ref] of instances.entries()) {
+        for (let index = 0; index < instances.length; index++) {
           fill();
           const { file, body } = await (ahead.shift() as Promise<LoadedInstance>);
           fill();
-          const syntax = file.transferSyntax ?? (target === '*' ? stored[index] : target);
-          yield {
-            headers: { contentType: dicomPartType(syntax), contentLocation: base + instancePath(ref), contentLength: file.size },
-            body,
-          };
+          yield { headers: headersOf(index, file.transferSyntax, file.size), body };
         }
       } finally {
         // the answer ended early: release what was read ahead
         for (const loading of ahead) void loading.then(({ file }) => file.stream.destroy(), () => undefined);
       }
     }
-    const boundary = createBoundary();
-    const params: Record<string, string> = target === '*' ? {} : { 'transfer-syntax': target };
-    await sendMultipart(res, multipartContentType(boundary, 'application/dicom', params), boundary, parts());
+    await sendMultipart(res, contentType, boundary, parts());
   };
 }
 

@@ -31,6 +31,7 @@ import {
   readInstance,
   TransferSyntax,
   type GeneratedInstance,
+  type GeneratedStudy,
   type TransferSyntaxUid,
 } from '../helpers/dicom-factory';
 import { getMultipartBoundary, parseMultipart } from '../../src/dicom/multipart-parser';
@@ -96,6 +97,28 @@ async function rawGet(gateway: TestGateway, url: string, headers: Record<string,
   } finally {
     server.close();
   }
+}
+
+/** GET over a real socket from a client that stops reading for `pauseMs` after every 2 MiB. */
+function pausingGet(port: number, url: string, headers: Record<string, string>, pauseMs: number): Promise<RawResponse> {
+  return new Promise<RawResponse>((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path: url, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        let sincePause = 0;
+        res.on('data', (chunk: Buffer) => {
+          chunks.push(chunk);
+          sincePause += chunk.length;
+          if (pauseMs === 0 || sincePause < 2 << 20) return;
+          sincePause = 0;
+          res.pause();
+          setTimeout(() => res.resume(), pauseMs);
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers as Record<string, string>, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      })
+      .on('error', reject);
+  });
 }
 
 async function partsOf(response: RawResponse): Promise<Part[]> {
@@ -190,6 +213,21 @@ describe.each(CORE_KINDS)('WADO-RS (%s core)', (kind: CoreKind) => {
   const bySyntax = new Map<string, GeneratedInstance>();
   let rich: GeneratedInstance;
   let richBigEndian: GeneratedInstance;
+  // 512 KiB slices (several per read block) and one 5 MiB instance (larger than a block)
+  const bigSeries = ((): { big: GeneratedStudy; instances: GeneratedInstance[] } => {
+    const big = makeStudy({ seed: `wado-big-series-${kind}`, seriesCount: 1, instancesPerSeries: 24, Rows: 512, Columns: 512 });
+    const multiFrame = buildInstance({
+      seed: `wado-big-mf-${kind}`,
+      PatientID: big.PatientID,
+      StudyInstanceUID: big.StudyInstanceUID,
+      SeriesInstanceUID: big.series[0].SeriesInstanceUID,
+      InstanceNumber: 25,
+      NumberOfFrames: 10,
+      Rows: 512,
+      Columns: 512,
+    });
+    return { big, instances: [...big.series[0].instances, multiFrame] };
+  })();
   const pdfBytes = makePdf('WADO bulk');
   const pdf = makeNonImage({ kind: 'pdf', pdf: pdfBytes, seed: `wado-pdf-${kind}` });
 
@@ -318,6 +356,51 @@ describe.each(CORE_KINDS)('WADO-RS (%s core)', (kind: CoreKind) => {
         expect(JSON.parse(response.body.toString('utf8'))).toMatchObject({ HttpStatus: 404 });
       }
       expect((await request(gateway.app).delete(`${ROOT}/studies/${study.StudyInstanceUID}/metadata`)).status).toBe(405);
+    });
+
+    it('sends a series read in 4 MiB blocks whole after a client left mid-answer, to a fast and a slow client at once', async () => {
+      const { big, instances } = bigSeries;
+      const series = big.series[0];
+      for (const instance of instances) await gateway.core.storeInstance({ buffer: instance.buffer });
+      const url = `${ROOT}/studies/${big.StudyInstanceUID}/series/${series.SeriesInstanceUID}`;
+      const accept = { Accept: 'multipart/related; type="application/dicom"; transfer-syntax=*' };
+      const server = http.createServer(gateway.app);
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const { port } = server.address() as AddressInfo;
+        // a client that goes away after 1 MiB of the 17 MiB answer
+        const received = await new Promise<number>((resolve, reject) => {
+          const req = http.get({ host: '127.0.0.1', port, path: url, headers: accept }, (res) => {
+            let bytes = 0;
+            res.on('data', (chunk: Buffer) => {
+              bytes += chunk.length;
+              if (bytes >= 1 << 20) {
+                req.destroy();
+                resolve(bytes);
+              }
+            });
+            res.on('end', () => reject(new Error('the whole answer came before the client left')));
+          });
+          req.on('error', () => undefined);
+        });
+        expect(received).toBeGreaterThanOrEqual(1 << 20);
+        // one client reads at once, the other stops for a while after every 2 MiB: what waits in its socket
+        // queue must stay intact while the other answer reads files
+        const answers = await Promise.all([0, 100].map((pauseMs) => pausingGet(port, url, accept, pauseMs)));
+        const expected = new Map(instances.map((i) => [i.tags.SOPInstanceUID, i.buffer]));
+        for (const answer of answers) {
+          expect(answer.status).toBe(200);
+          const parts = await partsOf(answer);
+          expect(parts).toHaveLength(instances.length);
+          for (const part of parts) {
+            const sop = readInstance(part.body).dataset.SOPInstanceUID as string;
+            expect([sop, part.body.equals(expected.get(sop) as Buffer)]).toEqual([sop, true]);
+            expect(part.headers['content-length']).toBe(String(part.body.length));
+          }
+        }
+      } finally {
+        server.close();
+      }
     });
   });
 

@@ -16,6 +16,7 @@ import {
   type Resource,
   type ResourceLevel,
   type StoreInput,
+  type StoredFile,
   type StoreResult,
   type SystemInfo,
 } from '../native-model';
@@ -23,6 +24,7 @@ import { LEVELS, LEVEL_PATH, LEVEL_TAGS, LEVEL_UID_TAG, indexedTags, levelIndex,
 import { orthancId, isOrthancId } from '../orthanc-ids';
 import { openIndex, LEVEL_CODE } from './schema';
 import { StorageArea, isOutOfSpace, readFileHead } from './storage-area';
+import { readPooledFiles } from './pooled-files';
 import { PatientRecycling, type DroppedFile } from './recycling';
 import { buildConstraints, fold, matchesValue, type Constraint } from './find-query';
 import { DicomParseError, elementToString, type DicomDataset } from '../../dicom/dicom-file';
@@ -695,7 +697,9 @@ export class EmbeddedCore implements NativeCore {
     if (!row) return undefined;
     const column = ['patient_id', 'study_id', 'series_id', 'internal_id'][row.level];
     const rows = this.prepare(`SELECT * FROM resources WHERE ${column} = ? AND level = 3 ORDER BY internal_id`).all(row.internal_id) as ResourceRow[];
-    return rows.map((r) => this.toResource(r) as InstanceResource);
+    // files and IndexInSeries of all the instances in two statements (a WADO-RS retrieve lists a whole series)
+    const batch = rows.length > 1 ? this.findBatch('Instance', rows, undefined) : undefined;
+    return rows.map((r) => this.toResource(r, undefined, undefined, batch) as InstanceResource);
   }
 
   /** Children of a resource at the next level down (GET /{level}/{id}/{children}). */
@@ -729,8 +733,8 @@ export class EmbeddedCore implements NativeCore {
     return attachment;
   }
 
-  async readInstanceFile(id: string, options: { transcode?: string; chunkBytes?: number } = {}): Promise<FileStream> {
-    // One statement (WADO-RS metadata opens every file of a series): attachment and syntax at once.
+  /** An instance's file and transfer syntax, in one statement (WADO-RS metadata and retrieve open every file of a series). */
+  private storedFile(id: string): { uuid: string; size: number; transferSyntax: string | null } {
     const statement = this.prepare(
       `SELECT a.uuid AS uuid, a.size AS size, m.value AS transferSyntax FROM resources r
        JOIN attachments a ON a.internal_id = r.internal_id AND a.file_type = ${DICOM_ATTACHMENT}
@@ -739,6 +743,11 @@ export class EmbeddedCore implements NativeCore {
     );
     const file = statement.get(id) as { uuid: string; size: number; transferSyntax: string | null } | undefined;
     if (!file) throw new CoreError(404, `Unknown instance: ${id}`);
+    return file;
+  }
+
+  async readInstanceFile(id: string, options: { transcode?: string; chunkBytes?: number } = {}): Promise<FileStream> {
+    const file = this.storedFile(id);
     const attachment = { uuid: file.uuid, size: file.size };
     const transferSyntax = file.transferSyntax ?? undefined;
     const target = options.transcode;
@@ -764,6 +773,19 @@ export class EmbeddedCore implements NativeCore {
       if (error instanceof TranscodeError) throw new CoreError(415, error.message);
       throw error;
     }
+  }
+
+  /** Stored files whole, read ahead into pooled blocks (see pooled-files.ts): WADO-RS retrieve of a series or a study. */
+  async *readInstanceFiles(ids: readonly string[]): AsyncGenerator<StoredFile> {
+    const lookup = (id: string): { path: string; size: number; transferSyntax?: string } => {
+      const file = this.storedFile(id);
+      return { path: this.storage.pathOf(file.uuid), size: file.size, transferSyntax: file.transferSyntax ?? undefined };
+    };
+    // looked up as the reads come: an instance deleted meanwhile is a 404 at its turn
+    const files = (function* () {
+      for (const id of ids) yield lookup(id);
+    })();
+    for await (const { file, body } of readPooledFiles(files)) yield { body, size: file.size, transferSyntax: file.transferSyntax };
   }
 
   /** Path of an instance's file, for in-process readers that need random access (frames, bulk data). */
