@@ -51,7 +51,7 @@ const RETRIEVE_CHUNK_BYTES = 1 << 20;
 /** Instances read ahead of the one being sent, so that disk reads overlap socket writes... */
 const READ_AHEAD = 2;
 /** ...more for a remote core, where each file is a round trip: several in flight hide its latency... */
-const REMOTE_READ_AHEAD = 8;
+const REMOTE_READ_AHEAD = 16;
 /** ...each read whole when no larger than this (a larger one streams when its turn comes). */
 const READ_AHEAD_MAX_BYTES = 4 << 20;
 
