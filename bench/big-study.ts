@@ -1,10 +1,13 @@
 /**
  * The 2 GB study (issue #10): its STOW (streamed from disk, 50 instances per request, 4 in parallel) and a
  * WADO-RS retrieve of the whole study (consumed as a stream, bytes counted) on every system, with the
- * peak RSS of the server process during each. The gateway should stay under 300 MiB (bench/goals.ts).
+ * peak RSS of the server process during each. Then, on the gateways, the study deleted and stored again
+ * in one STOW request of 2 GB (issue #6: memory while one 2 GB request streams in). The gateway should
+ * stay under 300 MiB (bench/goals.ts).
  */
 import type { BigStudySet } from './datasets';
-import { timedRequest } from './http-client';
+import { deleteStudy, timedRequest } from './http-client';
+import { orthancId } from '../src/core/orthanc-ids';
 import { StowError, stowFiles } from './load';
 import { say } from './log';
 import type { Live, RunningSystem } from './processes';
@@ -41,6 +44,8 @@ export async function measureBigStudy(live: Map<SystemName, Live>, big: BigStudy
   const stowRss = rowFor(rows, { id: 'big-stow-rss', label: `${size} study: peak RSS during its STOW`, unit: 'MiB' });
   const getRow = rowFor(rows, { id: 'big-retrieve', label: `${size} study: WADO-RS retrieve of the study (streamed)`, unit: 'MB/s' });
   const getRss = rowFor(rows, { id: 'big-retrieve-rss', label: `${size} study: peak RSS during its retrieve`, unit: 'MiB' });
+  const oneRow = rowFor(rows, { id: 'big-stow-one', label: `${size} study: STOW in one request (streamed from disk)`, unit: 'MB/s', gatewaysOnly: true });
+  const oneRss = rowFor(rows, { id: 'big-stow-one-rss', label: `${size} study: peak RSS while its one request streams in`, unit: 'MiB', gatewaysOnly: true });
   for (const [name, { system, agent }] of live) {
     say(`${size} study: STOW into ${name} ...`);
     let watch = watchPeakRss(processesOf(system));
@@ -56,24 +61,45 @@ export async function measureBigStudy(live: Map<SystemName, Live>, big: BigStudy
       cellOf(stowRss, name).na = 'STOW failed';
     }
 
-    say(`${size} study: retrieve from ${name} ...`);
+    await retrieveStudy(name, system, agent, big, getRow, getRss, notes);
+    if (name === 'plugin') continue;
+    say(`${size} study: STOW in one request into ${name} ...`);
+    await deleteStudy({ agent }, system.nativeUrl, orthancId(big.patientId, big.studyUid));
     watch = watchPeakRss(processesOf(system));
     try {
-      const url = `${system.url}${system.dicomWebRoot}/studies/${big.studyUid}`;
-      const response = await timedRequest(agent, url, { headers: { accept: DICOM_MULTIPART }, timeoutMs: 900_000 });
-      const peaks = watch.stop();
-      if (response.status >= 400 || response.bytes < big.bytes) {
-        const why = response.status >= 400 ? `status ${response.status}` : `only ${response.bytes} bytes`;
-        cellOf(getRow, name).na = why;
-        cellOf(getRss, name).na = why;
-        continue;
-      }
-      recordPeaks(getRss, name, system, peaks, notes, `the ${size} retrieve`);
-      cellOf(getRow, name).runs.push(response.bytes / 1e6 / (response.ms / 1000));
+      const stats = await stowFiles(system, agent, big.files, big.files.length, 1);
+      recordPeaks(oneRss, name, system, watch.stop(), notes, `the ${size} STOW in one request`);
+      cellOf(oneRow, name).runs.push(stats.bytes / 1e6 / stats.seconds);
+      if (stats.failed > 0) notes.push(`${name}: ${stats.failed} instances of the one-request ${size} STOW in FailedSOPSequence`);
     } catch (error) {
       watch.stop();
-      cellOf(getRow, name).na = (error as Error).message.slice(0, 60);
-      cellOf(getRss, name).na = 'retrieve failed';
+      if (!(error instanceof StowError)) throw error;
+      cellOf(oneRow, name).na = error.message;
+      cellOf(oneRss, name).na = 'STOW failed';
     }
+  }
+}
+
+/** WADO-RS retrieve of the whole study, consumed as a stream, with the peak RSS of the server. */
+async function retrieveStudy(name: SystemName, system: RunningSystem, agent: Live['agent'], big: BigStudySet, getRow: Row, getRss: Row, notes: string[]): Promise<void> {
+  const size = gigabytes(big);
+  say(`${size} study: retrieve from ${name} ...`);
+  const watch = watchPeakRss(processesOf(system));
+  try {
+    const url = `${system.url}${system.dicomWebRoot}/studies/${big.studyUid}`;
+    const response = await timedRequest(agent, url, { headers: { accept: DICOM_MULTIPART }, timeoutMs: 900_000 });
+    const peaks = watch.stop();
+    if (response.status >= 400 || response.bytes < big.bytes) {
+      const why = response.status >= 400 ? `status ${response.status}` : `only ${response.bytes} bytes`;
+      cellOf(getRow, name).na = why;
+      cellOf(getRss, name).na = why;
+      return;
+    }
+    recordPeaks(getRss, name, system, peaks, notes, `the ${size} retrieve`);
+    cellOf(getRow, name).runs.push(response.bytes / 1e6 / (response.ms / 1000));
+  } catch (error) {
+    watch.stop();
+    cellOf(getRow, name).na = (error as Error).message.slice(0, 60);
+    cellOf(getRss, name).na = 'retrieve failed';
   }
 }

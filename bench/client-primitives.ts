@@ -12,7 +12,7 @@
 import { orthancId } from '../src/core/orthanc-ids';
 import { processesOf, recordPeaks } from './big-study';
 import type { DataSets } from './datasets';
-import { keepAliveAgent, timedRequest, type TimedResponse } from './http-client';
+import { call, countInstances, deleteStudy, keepAliveAgent } from './http-client';
 import { StowError, stowFiles } from './load';
 import { say } from './log';
 import { startPluginSystem, type Live, type RunningSystem } from './processes';
@@ -23,31 +23,9 @@ import type { BenchSettings, SystemName } from './settings';
 const TARGET = 'bench-target';
 const SOURCE = 'bench-source';
 
-async function call(live: Pick<Live, 'agent'>, method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, body?: unknown): Promise<TimedResponse> {
-  return timedRequest(live.agent, url, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : Buffer.from(JSON.stringify(body)),
-    keepText: true,
-    timeoutMs: 900_000,
-  });
-}
-
 async function registerServer(live: Live, name: string, server: RunningSystem): Promise<void> {
   const response = await call(live, 'PUT', `${live.system.url}${live.system.dicomWebRoot}/servers/${name}`, { Url: `${server.url}${server.dicomWebRoot}/` });
   if (response.status >= 400) throw new Error(`PUT /servers/${name} on ${live.system.name}: status ${response.status}`);
-}
-
-/** Native DELETE of a study; a study that is not there is fine. */
-async function deleteStudy(live: Pick<Live, 'agent'>, nativeUrl: string, id: string): Promise<void> {
-  const response = await call(live, 'DELETE', `${nativeUrl}/studies/${id}`);
-  if (response.status >= 400 && response.status !== 404) throw new Error(`DELETE /studies/${id}: status ${response.status}`);
-}
-
-async function countInstances(live: Pick<Live, 'agent'>, nativeUrl: string, id: string): Promise<number> {
-  const response = await call(live, 'GET', `${nativeUrl}/studies/${id}/instances`);
-  if (response.status === 404) return 0;
-  return (JSON.parse(response.text ?? '[]') as unknown[]).length;
 }
 
 function orderFor(names: SystemName[], run: number): SystemName[] {

@@ -48,6 +48,7 @@ const GOALS: Readonly<Record<string, Goal>> = {
   rendered: { embedded: 1 },
   'concurrent-qido': { absolute: 1500, only: 'embedded' },
   'big-stow-rss': { absolute: RSS_LIMIT_MIB },
+  'big-stow-one-rss': { absolute: RSS_LIMIT_MIB },
   'big-retrieve-rss': { absolute: RSS_LIMIT_MIB },
   'client-retrieve-rss': { absolute: RSS_LIMIT_MIB },
 };
@@ -65,7 +66,7 @@ function isSpeed(unit: Unit): boolean {
 function ratioGoal(row: Row, system: SystemName): number | undefined {
   const goal = GOALS[row.id];
   if (system === 'embedded') return goal?.embedded;
-  if (!isSpeed(row.unit) || row.baseline) return undefined;
+  if (!isSpeed(row.unit) || row.baseline || row.gatewaysOnly) return undefined;
   return goal?.remote ?? (HIGHER_IS_BETTER.has(row.unit) ? 1 / REMOTE_SLOWDOWN : REMOTE_SLOWDOWN);
 }
 

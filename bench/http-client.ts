@@ -106,3 +106,26 @@ export function sequenceLength(text: string | undefined, tag: string): number {
     return 0;
   }
 }
+
+/** A request whose answer text is kept (JSON bodies sent as JSON). */
+export async function call(live: { agent: Dispatcher }, method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, body?: unknown): Promise<TimedResponse> {
+  return timedRequest(live.agent, url, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : Buffer.from(JSON.stringify(body)),
+    keepText: true,
+    timeoutMs: 900_000,
+  });
+}
+
+/** Native DELETE of a study; a study that is not there is fine. */
+export async function deleteStudy(live: { agent: Dispatcher }, nativeUrl: string, id: string): Promise<void> {
+  const response = await call(live, 'DELETE', `${nativeUrl}/studies/${id}`);
+  if (response.status >= 400 && response.status !== 404) throw new Error(`DELETE /studies/${id}: status ${response.status}`);
+}
+
+export async function countInstances(live: { agent: Dispatcher }, nativeUrl: string, id: string): Promise<number> {
+  const response = await call(live, 'GET', `${nativeUrl}/studies/${id}/instances`);
+  if (response.status === 404) return 0;
+  return (JSON.parse(response.text ?? '[]') as unknown[]).length;
+}

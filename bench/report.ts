@@ -28,6 +28,8 @@ export interface Row {
   target?: string;
   /** A reference measured once, not per system: shown in the plugin column, the others are "–". */
   baseline?: boolean;
+  /** Measured on the gateways only: the plugin column is "–", and no ratio to it is asked. */
+  gatewaysOnly?: boolean;
   /** Planned runs when not BENCH_RUNS (e.g. the OHIF timings). */
   runs?: number;
 }
@@ -95,6 +97,7 @@ function format(value: number): string {
 function cellText(row: Row, system: SystemName, runs: number): string {
   const cell = row.cells[system];
   if (row.baseline && system !== 'plugin') return '–';
+  if (row.gatewaysOnly && system === 'plugin') return '–';
   if (!cell) return 'not run';
   if (cell.na !== undefined) return `n/a (${cell.na})`;
   const value = median(cell.runs);

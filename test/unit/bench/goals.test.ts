@@ -39,6 +39,15 @@ describe('bench goals', () => {
     expect(goalMet(row('concurrent-qido', 'req/s', [60], [1499], [45]), 'remote')).toBe(false);
   });
 
+  it('asks no ratio of a row measured on the gateways only', () => {
+    const one: Row = { id: 'big-stow-one-rss', label: 'one request', unit: 'MiB', gatewaysOnly: true, cells: { embedded: { runs: [250] }, remote: { runs: [320] } } };
+    expect(goalText(one)).toBe('embedded < 300 MiB; over Orthanc < 300 MiB');
+    expect(verdictText(one)).toBe('embedded ✓, over Orthanc ✗');
+    const speed: Row = { id: 'big-stow-one', label: 'one request', unit: 'MB/s', gatewaysOnly: true, cells: { embedded: { runs: [50] }, remote: { runs: [40] } } };
+    expect(goalText(speed)).toBe('');
+    expect(verdictText(speed)).toBe('');
+  });
+
   it('leaves rows without a goal or without a value undecided, and lists what was missed', () => {
     const unmeasured: Row = { id: 'rendered', label: 'Rendered', unit: 'ms', cells: { plugin: { runs: [10] }, embedded: { runs: [], na: 'status 500' } } };
     expect(goalMet(unmeasured, 'embedded')).toBeUndefined();
