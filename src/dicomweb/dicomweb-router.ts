@@ -3,7 +3,7 @@ import type { GatewayConfig } from '../config/gateway-config';
 import type { NativeCore } from '../core/native-model';
 import { dicomWebClientRouter } from '../client/dicomweb-client';
 import { deleteRsRouter } from './delete-rs';
-import { qidoRouter } from './qido-rs';
+import { addQidoRoutes } from './qido-rs';
 import { stowRsRouter } from './stow-rs';
 import { wadoRsRouter } from './wado-rs';
 import { wadoRsRenderedRouter } from './wado-rs-rendered';
@@ -16,7 +16,7 @@ export interface DicomWebContext {
 /** Every DICOMweb service, mounted at DicomWeb.Root; one file per service (qido-rs, wado-rs, stow-rs, ...). */
 export function dicomWebRouter(context: DicomWebContext): Router {
   const router = Router();
-  router.use(qidoRouter(context)); // first: its /studies route leaves POST to STOW-RS
+  addQidoRoutes(router, context); // first: its /studies route leaves POST to STOW-RS
   router.use(stowRsRouter(context));
   router.use(wadoRsRenderedRouter(context)); // before WADO-RS: .../rendered and .../thumbnail
   router.use(deleteRsRouter(context)); // before WADO-RS, which answers 405 to other methods

@@ -5,7 +5,7 @@
  * RequestedTags the answer needs; the DICOM JSON is built once from those strings. Matching rules and
  * the returned attribute set come from qido-query.ts.
  */
-import { Router, type Request, type RequestHandler, type Response } from 'express';
+import type { Request, RequestHandler, Response, Router } from 'express';
 import { LEVEL_TAGS, LEVEL_UID_TAG } from '../core/main-dicom-tags';
 import type { FindRequest, Resource } from '../core/native-model';
 import { serializeDicomJson, tagValueToAttribute, type DicomJsonDataset } from '../dicom/dicom-json';
@@ -285,9 +285,11 @@ function methodNotAllowed(allow: string): RequestHandler {
   };
 }
 
-/** SearchFor{Studies,Series,Instances}; other methods get 405, except POST on /studies (STOW-RS, mounted after us). */
-export function qidoRouter(context: DicomWebContext): Router {
-  const router = Router();
+/**
+ * SearchFor{Studies,Series,Instances}; other methods get 405, except POST on /studies (STOW-RS, mounted after us).
+ * Added to the DICOMweb router itself rather than as a router of its own: one dispatch less on every search.
+ */
+export function addQidoRoutes(router: Router, context: DicomWebContext): void {
   const study = (req: Request): string => String(req.params.study);
   const series = (req: Request): string => String(req.params.series);
   const routes: Array<[string, QidoLevel, (req: Request) => QidoPath]> = [
@@ -306,5 +308,4 @@ export function qidoRouter(context: DicomWebContext): Router {
       router.all(route, methodNotAllowed('GET'));
     }
   }
-  return router;
 }

@@ -18,7 +18,9 @@ export function isAllowedOrigin(origin: string | undefined, allowed: readonly st
  */
 export function cors(allowed: readonly string[]): RequestHandler {
   return (req, res, next) => {
-    res.append('Vary', 'Origin');
+    // what res.append gives, without its generic path in the usual case (no Vary yet): this runs on every request
+    if (res.getHeader('Vary') === undefined) res.setHeader('Vary', 'Origin');
+    else res.append('Vary', 'Origin');
     const origin = req.headers.origin;
     if (!isAllowedOrigin(origin, allowed)) return next();
     res.setHeader('Access-Control-Allow-Origin', origin);

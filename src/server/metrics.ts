@@ -125,12 +125,25 @@ export function gatewayMetrics(config: GatewayConfig, core: NativeCore, jobs: Jo
 
   // a small body arrives with its headers, before the request event: so bytes are counted per connection, answer by answer
   const socketTotals = new WeakMap<object, { read: number; written: number }>();
+  // the family of a method and path, remembered: clients repeat the same few (searches, the same study's routes)
+  const families = new Map<string, RouteFamily>();
+  const familyOf = (method: string, path: string): RouteFamily => {
+    const key = `${method} ${path}`;
+    let family = families.get(key);
+    if (family === undefined) {
+      family = routeFamily(config, method, path);
+      // bounded: at most 1000 keys of at most 512 characters, whatever paths clients make up
+      if (families.size >= 1000) families.clear();
+      if (key.length <= 512) families.set(key, family);
+    }
+    return family;
+  };
   const track: RequestHandler = (req, res, next) => {
     if (!enabled) {
       next();
       return;
     }
-    const family = routeFamily(config, req.method, req.path);
+    const family = familyOf(req.method, req.path);
     const started = process.hrtime.bigint();
     const socket = req.socket;
     active.inc();

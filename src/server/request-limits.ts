@@ -76,13 +76,14 @@ export function requestBodyLimits(config: GatewayConfig): RequestHandler {
   const maxParts = config.dicomWeb.stowMaxParts;
   const stowRoute = new RegExp(`^${config.dicomWeb.root.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}studies(?:/${ID})?$`, 'i');
   return (req, res, next) => {
-    const path = normalisePath(req.path);
     const length = declaredLength(req.headers['content-length']);
     const refuse = (message: string, details: string): void => {
       // the rest of the body is not worth reading: the connection closes after the answer
       res.setHeader('Connection', 'close');
       sendError(req, res, 413, message, details);
     };
+    // STOW-RS and uploads are POST or PUT: other requests (searches, retrievals) skip the path's decoding
+    const path = req.method === 'POST' || req.method === 'PUT' ? normalisePath(req.path) : '';
     if (req.method === 'POST' && config.dicomWeb.enable && stowRoute.test(path)) {
       if (maxStow > 0 && length !== undefined && length > maxStow) {
         refuse('The STOW-RS request is too large', `${length} bytes; "DicomWeb.StowMaxRequestSize" is ${config.dicomWeb.stowMaxRequestSize} MB`);
