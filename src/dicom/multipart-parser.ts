@@ -192,8 +192,7 @@ class MultipartScanner {
             continue;
           }
           if (this.eof) throw this.truncated();
-          // Keep back needle.length bytes: a delimiter (and the CR before it) may start there.
-          const safe = this.buf.length - this.needle.length;
+          const safe = this.buf.length - this.delimiterStartLength();
           if (safe <= 0) return null;
           const chunk = this.buf.subarray(0, safe);
           this.buf = this.buf.subarray(safe);
@@ -203,6 +202,19 @@ class MultipartScanner {
           return { kind: 'done' };
       }
     }
+  }
+
+  /**
+   * Bytes at the end of the buffer that may begin a delimiter (with the CR before it), kept back until more input
+   * tells. Usually none: then the next input chunk becomes the buffer as it is, rather than being copied after a
+   * kept tail (a copy of every byte of the body).
+   */
+  private delimiterStartLength(): number {
+    const buf = this.buf;
+    for (let at = buf.indexOf(LF, Math.max(0, buf.length - this.needle.length + 1)); at >= 0; at = buf.indexOf(LF, at + 1)) {
+      if (buf.compare(this.needle, 0, buf.length - at, at) === 0) return buf.length - at + (at > 0 && buf[at - 1] === CR ? 1 : 0);
+    }
+    return buf.length > 0 && buf[buf.length - 1] === CR ? 1 : 0;
   }
 
   private truncated(): MultipartError {

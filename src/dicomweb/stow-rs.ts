@@ -1,9 +1,10 @@
 /**
  * STOW-RS (PS3.18 §10.5): POST {Root}studies and POST {Root}studies/{study}.
  *
- * Each part streams to a temporary file as it arrives and is handed to the core
- * (`storeInstance({file})` moves or deletes it) while the next part is still being received: memory
- * stays flat whatever the body size, and stores happen one after another, in request order.
+ * Each part is handed to the core while the next part is still being received: a part of at most
+ * KEEP_WHOLE_BYTES stays in memory (`storeInstance({buffer})`: the core writes it once, in its final
+ * place), a larger one streams to a temporary file as it arrives (`storeInstance({file})` moves or
+ * deletes it). Memory stays bounded whatever the body size, and outcomes are kept in request order.
  *
  * Differences with the reference plugin (1.7), where it departs from PS3.18 or is lossy:
  *  - a part that is not DICOM, empty or cut short is listed in FailedSOPSequence (0xC000) and the
@@ -30,6 +31,7 @@ import { identifyInstance, scanIdentifiers, type InstanceIdentifiers } from '../
 import { isOutOfSpace, readFileHead } from '../core/embedded/storage-area';
 import { publicBaseUrl } from './public-url';
 import { bodyFraming, bodyParts, checkContentEncoding, decodedBody, type BodyPart } from './stow-body';
+import { givePartBuffer, PART_BUFFER_BYTES, takePartBuffer } from './stow-part-buffers';
 import {
   FailureReason,
   serializeStowResponse,
@@ -40,13 +42,16 @@ import {
   type StowResponseFormat,
 } from './stow-response';
 
-/** Bytes of each part kept in memory while it streams to disk, to read its identifiers without a re-read. */
+/** Bytes of a large part kept in memory while it streams to disk, to read its identifiers without a re-read. */
 const HEAD_BYTES = 64 * 1024;
-/** A part no larger than this is also kept whole, so that the core need not read its file back. */
-const KEEP_WHOLE_BYTES = 1 << 20;
+/**
+ * A part no larger than this is never written to a temporary file: the core gets its bytes, which it writes once
+ * (no temporary file to create, write, close and rename) and hashes without reading anything back.
+ */
+const KEEP_WHOLE_BYTES = PART_BUFFER_BYTES;
 /** dcmjs reads at most this much of a file whose header does not fit the head (deflated data sets). */
 const MAX_HEADER_READ = 64 * 1024 * 1024;
-/** Parts received but not yet stored; bounds the temporary disk space of one request. */
+/** Parts received but not yet stored; bounds the memory and temporary disk space of one request. */
 const MAX_PENDING_STORES = 4;
 
 const RESPONSE_OFFERS: readonly MediaOffer[] = [
@@ -134,13 +139,11 @@ async function storeRequest(context: DicomWebContext, req: Request, res: Respons
   res.status(stowHttpStatus(outcomes)).type(mediaType).send(serializeStowResponse(dataset, format));
 }
 
-interface WrittenPart {
-  file: string;
-  size: number;
-  head: Buffer;
-  /** The whole part, when small. */
-  contents?: Buffer;
-}
+/**
+ * A part received complete: its bytes when small (`contents`, in `buffer` from stow-part-buffers.ts, given back once
+ * stored), else its temporary file; and its first bytes either way.
+ */
+type WrittenPart = { size: number; head: Buffer } & ({ contents: Buffer; buffer: Buffer } | { file: string });
 
 /** One request: receives parts in order, stores each as soon as it is complete, remembers the outcomes. */
 class StowSession {
@@ -177,7 +180,7 @@ class StowSession {
       settle(failed(FailureReason.CannotUnderstand, `part of type ${part.mediaType} is not application/dicom`));
       return;
     }
-    const written = await writePart(part.body, temporaryPartPath(this.core));
+    const written = await writePart(part.body, () => temporaryPartPath(this.core));
     if ('failure' in written) {
       // name the instance when enough of it arrived
       const ids = scanIdentifiers(written.head);
@@ -186,7 +189,8 @@ class StowSession {
     }
     const checked = await this.check(part, written);
     if (checked.kind === 'failed') {
-      await removeFile(written.file);
+      if ('file' in written) await removeFile(written.file);
+      else givePartBuffer(written.buffer);
       settle(checked);
       return;
     }
@@ -194,7 +198,7 @@ class StowSession {
     // Orthanc stores on threads of its own, so there up to MAX_PENDING_STORES run at once (outcomes stay in part order)
     if (this.pending.length >= MAX_PENDING_STORES) await this.pending.shift();
     const turn = this.core.kind === 'remote' ? Promise.resolve() : this.queue;
-    const task = turn.then(() => this.store(written.file, written.contents, checked.ids).then(settle));
+    const task = turn.then(() => this.store(written, checked.ids).then(settle));
     this.queue = Promise.all([this.queue, task]).then(() => undefined);
     this.pending.push(task);
   }
@@ -208,8 +212,9 @@ class StowSession {
   private async check(part: BodyPart, written: WrittenPart): Promise<{ kind: 'ok'; ids: Required<InstanceIdentifiers> } | FailedOutcome> {
     let ids: InstanceIdentifiers;
     try {
-      ids = await identifyInstance(written.head, written.size, (bytes) =>
-        bytes > MAX_HEADER_READ ? Promise.resolve(undefined) : readFileHead(written.file, bytes),
+      // a part in memory is whole: its identifiers never need more bytes than it has
+      ids = await identifyInstance('contents' in written ? written.contents : written.head, written.size, (bytes) =>
+        bytes > MAX_HEADER_READ || !('file' in written) ? Promise.resolve(undefined) : readFileHead(written.file, bytes),
       );
     } catch (error) {
       if (error instanceof DicomParseError) return failed(FailureReason.CannotUnderstand, error.message);
@@ -232,14 +237,14 @@ class StowSession {
     return { kind: 'ok', ids: { sopClassUid, sopInstanceUid, studyUid, seriesUid, transferSyntax } };
   }
 
-  private async store(file: string, contents: Buffer | undefined, ids: Required<InstanceIdentifiers>): Promise<PartOutcome> {
+  private async store(written: WrittenPart, ids: Required<InstanceIdentifiers>): Promise<PartOutcome> {
     try {
       // AlreadyStored is a success too: the instance is there, as the client wants
-      await this.core.storeInstance(contents ? { file, contents } : { file });
+      await this.core.storeInstance('file' in written ? { file: written.file } : { buffer: written.contents });
       return { kind: 'stored', ...ids };
     } catch (error) {
       // the core owns the file once called; this only covers a core that failed before taking it
-      await removeFile(file);
+      if ('file' in written) await removeFile(written.file);
       if (error instanceof CoreError) {
         if (error.httpStatus === 507 || error.httpStatus === 413) return failed(FailureReason.OutOfResources, error.message, ids);
         if (error.httpStatus === 400) return failed(FailureReason.CannotUnderstand, error.message, ids);
@@ -248,6 +253,9 @@ class StowSession {
       if (isOutOfSpace(error)) return failed(FailureReason.OutOfResources, (error as Error).message, ids);
       logger.error({ err: error }, 'STOW-RS: the core could not store an instance');
       return failed(FailureReason.ProcessingFailure, (error as Error).message, ids);
+    } finally {
+      // stored or refused, the core reads the bytes no more
+      if ('buffer' in written) givePartBuffer(written.buffer);
     }
   }
 }
@@ -261,63 +269,92 @@ async function removeFile(file: string): Promise<void> {
 }
 
 /**
- * Streams one part to `file`, keeping its first bytes. On any failure (body cut short, disk full) the
- * file is removed once its descriptor is closed, and the failure says why. The source is never
- * destroyed here: the multipart parser skips an abandoned part, and a single-part request can still
- * be answered.
+ * Receives one part: kept in memory while it is no larger than KEEP_WHOLE_BYTES, else streamed to a temporary file
+ * (`newFile()`) from then on, keeping its first bytes. On any failure (body cut short, disk full) a file is removed
+ * once its descriptor is closed, and the failure says why. The source is never destroyed here: the multipart parser
+ * skips an abandoned part, and a single-part request can still be answered.
  */
-function writePart(body: Readable, file: string): Promise<WrittenPart | { failure: FailedOutcome; head: Buffer }> {
+function writePart(body: Readable, newFile: () => string): Promise<WrittenPart | { failure: FailedOutcome; head: Buffer }> {
   return new Promise((resolve) => {
-    const out = fs.createWriteStream(file, { highWaterMark: 1 << 20 });
-    const head: Buffer[] = [];
-    let headBytes = 0;
+    // the part while it is small enough to keep; given back once it is not needed here
+    let buffer: Buffer | undefined = takePartBuffer();
+    let head: Buffer | undefined;
     let size = 0;
+    let out: fs.WriteStream | undefined;
+    let file = '';
     let failure: FailedOutcome | undefined;
 
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      // every chunk while the part may still be small enough to keep whole, then only the head
-      if (headBytes < HEAD_BYTES || size <= KEEP_WHOLE_BYTES) {
-        head.push(chunk);
-        headBytes += chunk.length;
+    /** Copies the head out of the pooled buffer, which goes back. */
+    const dropBuffer = (): void => {
+      if (!buffer) return;
+      head = Buffer.from(buffer.subarray(0, Math.min(size, HEAD_BYTES)));
+      givePartBuffer(buffer);
+      buffer = undefined;
+    };
+    const finish = (): void => {
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onBodyError);
+      body.off('close', onBodyClose);
+      if (!failure && size === 0) failure = failed(FailureReason.CannotUnderstand, 'the part is empty');
+      if (failure) {
+        dropBuffer();
+        const outcome = failure;
+        const first = head ?? Buffer.alloc(0);
+        if (out) void removeFile(file).then(() => resolve({ failure: outcome, head: first }));
+        else resolve({ failure: outcome, head: first });
+        return;
+      }
+      if (buffer) {
+        const contents = buffer.subarray(0, size);
+        resolve({ contents, buffer, size, head: contents });
+      } else {
+        resolve({ file, size, head: head ?? Buffer.alloc(0) });
       }
     };
     const fail = (outcome: FailedOutcome): void => {
       if (failure) return;
       failure = outcome;
       body.off('data', onData);
+      if (!out) return finish();
+      // finished once the descriptor is closed
       body.unpipe(out);
       out.destroy();
     };
+    const spill = (chunk: Buffer): void => {
+      const received = Buffer.concat([(buffer as Buffer).subarray(0, size - chunk.length), chunk]);
+      dropBuffer();
+      file = newFile();
+      out = fs.createWriteStream(file, { highWaterMark: 1 << 20 });
+      out.once('error', (error: Error) => {
+        fail(failed(isOutOfSpace(error) ? FailureReason.OutOfResources : FailureReason.ProcessingFailure, `cannot write the part: ${error.message}`));
+        // drain what is left of this part so that the request can go on
+        body.resume();
+      });
+      out.once('close', finish);
+      out.write(received);
+      // the chunks after this one (a listener added now does not see the chunk being emitted)
+      body.pipe(out);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (out) return;
+      if (size > KEEP_WHOLE_BYTES) spill(chunk);
+      else chunk.copy(buffer as Buffer, size - chunk.length);
+    };
+    // a streamed part is complete when its file is closed (pipe() ends it)
+    const onEnd = (): void => {
+      if (!out) finish();
+    };
     const onBodyError = (error: Error): void => fail(failed(FailureReason.CannotUnderstand, `the part is incomplete: ${error.message}`));
-    // a source destroyed without an error (a vanished client) must not leave the file open forever
+    // a source destroyed without an error (a vanished client) must not leave the part waiting forever
     const onBodyClose = (): void => {
       if (!body.readableEnded) onBodyError(new Error('the body was closed before its end'));
     };
 
     body.on('data', onData);
+    body.once('end', onEnd);
     body.once('error', onBodyError);
     body.once('close', onBodyClose);
-    out.once('error', (error: Error) => {
-      fail(failed(isOutOfSpace(error) ? FailureReason.OutOfResources : FailureReason.ProcessingFailure, `cannot write the part: ${error.message}`));
-      // drain what is left of this part so that the request can go on
-      body.resume();
-    });
-    out.once('close', () => {
-      body.off('error', onBodyError);
-      body.off('close', onBodyClose);
-      body.off('data', onData);
-      if (!failure && size === 0) failure = failed(FailureReason.CannotUnderstand, 'the part is empty');
-      if (failure) {
-        const outcome = failure;
-        void removeFile(file).then(() => resolve({ failure: outcome, head: Buffer.concat(head) }));
-        return;
-      }
-      const kept = head.length === 1 ? head[0] : Buffer.concat(head);
-      const contents = size <= KEEP_WHOLE_BYTES && kept.length === size ? kept : undefined;
-      // a large part's head is copied out of the megabyte kept meanwhile
-      resolve({ file, size, head: contents ? kept.subarray(0, HEAD_BYTES) : Buffer.from(kept.subarray(0, HEAD_BYTES)), contents });
-    });
-    body.pipe(out);
   });
 }

@@ -3,6 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +41,13 @@ function multipart(parts: Array<Buffer | Part>, boundary = 'StowBoundary42', opt
 }
 
 type Json = Record<string, { vr: string; Value?: unknown[] }>;
+
+/** supertest parser keeping a binary answer as bytes. */
+function binary(res: NodeJS.ReadableStream, done: (error: Error | null, body: Buffer) => void): void {
+  const chunks: Buffer[] = [];
+  res.on('data', (chunk: Buffer) => chunks.push(chunk));
+  res.on('end', () => done(null, Buffer.concat(chunks)));
+}
 
 function items(body: Json, tag: string): Json[] {
   return (body[tag]?.Value ?? []) as Json[];
@@ -318,6 +326,20 @@ describe.each(CORE_KINDS)('STOW-RS (%s core)', (kind: CoreKind) => {
       expect(leftovers()).toEqual([]);
     });
 
+    it('stores the exact bytes and MD5 of parts kept in memory and of parts streamed to disk', async () => {
+      // 8 KB (hashed at once), 200 KB (written from memory, hashed on the hashing thread), 2 MB (a temporary file)
+      const files = [16, 320, 1024].map((side, i) => makeInstance({ seed: `${kind}-bytes-${i}`, Rows: side, Columns: side, BitsAllocated: 16, BitsStored: 16 }));
+      const res = await request(gateway.app).post('/dicom-web/studies').set('Content-Type', RELATED_DICOM('b')).send(multipart(files, 'b'));
+      await expectAllStored(res.body as Json, files);
+      for (const file of files) {
+        const [match] = await gateway.core.lookup(sopUidOf(file));
+        const stored = await request(gateway.app).get(`/instances/${match.ID}/file`).buffer(true).parse(binary);
+        expect(Buffer.compare(stored.body as Buffer, file)).toBe(0);
+        const md5 = await request(gateway.app).get(`/instances/${match.ID}/attachments/dicom/md5`);
+        expect(md5.text).toBe(createHash('md5').update(file).digest('hex'));
+      }
+    });
+
     it('lists an instance stored again as a success', async () => {
       const file = makeInstance({ seed: `${kind}-again` });
       const post = () => request(gateway.app).post('/dicom-web/studies').set('Content-Type', RELATED_DICOM('b')).send(multipart([file], 'b'));
@@ -446,7 +468,8 @@ describe.each(CORE_KINDS)('STOW-RS (%s core)', (kind: CoreKind) => {
     });
 
     it('keeps the parts received before the client vanished, and nothing of the cut one', async () => {
-      const files = [makeInstance({ seed: `${kind}-abort-1` }), makeInstance({ seed: `${kind}-abort-2`, Rows: 256, Columns: 256, BitsAllocated: 16 })];
+      // the cut part is larger than what is kept in memory (1 MiB): it streams to a temporary file
+      const files = [makeInstance({ seed: `${kind}-abort-1` }), makeInstance({ seed: `${kind}-abort-2`, Rows: 1024, Columns: 1024, BitsAllocated: 16 })];
       const body = multipart(files, 'b');
       const cutAt = body.length - 50_000;
       const req = http.request(`${baseUrl}/dicom-web/studies`, {

@@ -25,6 +25,7 @@ import { orthancId, isOrthancId } from '../orthanc-ids';
 import { openIndex, LEVEL_CODE } from './schema';
 import { StorageArea, isOutOfSpace, readFileHead } from './storage-area';
 import { readPooledFiles } from './pooled-files';
+import { Md5Thread, smallDigest, type FileDigest } from './md5-thread';
 import { PatientRecycling, type DroppedFile } from './recycling';
 import { buildConstraints, fold, matchesValue, type Constraint } from './find-query';
 import { DicomParseError, elementToString, type DicomDataset } from '../../dicom/dicom-file';
@@ -117,6 +118,7 @@ export class EmbeddedCore implements NativeCore {
   readonly recycling: PatientRecycling;
   /** Prepared statements by SQL text: compiling one costs more than running it (searches run thousands per answer). */
   private readonly statements = new Map<string, Database.Statement>();
+  private readonly md5 = new Md5Thread();
 
   constructor(private readonly config: GatewayConfig) {
     this.db = openIndex(config.indexDirectory);
@@ -180,10 +182,11 @@ export class EmbeddedCore implements NativeCore {
   // ---------------------------------------------------------------- storing
 
   async storeInstance(input: StoreInput): Promise<StoreResult> {
-    const temporaryPath = 'file' in input ? input.file : await this.storage.writeTemporary(input.buffer);
+    // bytes in memory are written once, straight to their final place; a file is moved there
+    const temporaryPath = 'file' in input ? input.file : undefined;
     let moved = false;
     try {
-      const { parsed, whole } = await this.parseHeader(input, temporaryPath);
+      const { parsed, whole } = await this.parseHeader(input);
       const identifiers = readIdentifiers(parsed.dataset);
       const ids = {
         patient: orthancId(identifiers.patientId),
@@ -201,17 +204,25 @@ export class EmbeddedCore implements NativeCore {
       });
       if (this.findRow(ids.instance, 'Instance')) return result('AlreadyStored');
 
-      // a file small enough to be read whole for its header is hashed from that read, not read again
-      const { size, md5 } = whole ? digest(whole) : await digestFile(temporaryPath);
+      // Orthanc's MD5 of the attachment: small contents read whole are hashed at once, large ones on the hashing thread
+      // (see md5-thread.ts): a received file before it is moved, bytes in memory once they are written
+      let digest: FileDigest | undefined = whole && smallDigest(whole);
+      if (!digest && 'file' in input) digest = await this.md5.ofFile(input.file);
+      const size = 'buffer' in input ? input.buffer.length : (digest as FileDigest).size;
       this.recycling.checkInstanceSize(size);
 
       const uuid = randomUUID();
       this.prepare("INSERT INTO pending_files (uuid, operation) VALUES (?, 'write')").run(uuid);
-      await this.storage.moveIntoPlace(temporaryPath, uuid);
-      moved = true;
       let recycled: DroppedFile[] = [];
       let stored = false;
       try {
+        if ('buffer' in input) {
+          await this.storage.writeInPlace(uuid, input.buffer);
+          digest ??= await this.md5.ofFile(this.storage.pathOf(uuid));
+        } else {
+          await this.storage.moveIntoPlace(input.file, uuid);
+          moved = true;
+        }
         // limits are checked and patients recycled in the transaction that indexes the instance: concurrent uploads
         // cannot both take the last free bytes, and a refusal rolls the recycling back
         stored = this.db.transaction(() => {
@@ -223,12 +234,12 @@ export class EmbeddedCore implements NativeCore {
             size,
             patient?.internal_id,
           );
-          this.indexInstance(parsed, identifiers, ids, { uuid, size, md5 });
+          this.indexInstance(parsed, identifiers, ids, { uuid, size, md5: (digest as FileDigest).md5 });
           this.prepare('DELETE FROM pending_files WHERE uuid = ?').run(uuid);
           return true;
         })();
       } finally {
-        // not indexed (already stored, refused, failed): the journal still lists the file, removed with it here
+        // not placed or not indexed (already stored, refused, failed): the journal still lists the file, removed with it here
         if (!stored) await this.removeFiles([{ uuid, size: 0 }]);
       }
       if (!stored) return result('AlreadyStored');
@@ -240,7 +251,7 @@ export class EmbeddedCore implements NativeCore {
       if (isOutOfSpace(error)) throw new CoreError(507, 'The file storage is full', (error as Error).message);
       throw error;
     } finally {
-      if (!moved) await fsp.rm(temporaryPath, { force: true });
+      if (temporaryPath !== undefined && !moved) await fsp.rm(temporaryPath, { force: true });
     }
   }
 
@@ -248,9 +259,10 @@ export class EmbeddedCore implements NativeCore {
    * The data set up to Pixel Data, with the fast reader of dataset-reader.ts. `whole` is the complete file
    * when it was read entirely anyway (a buffer, or a file no larger than the first read).
    */
-  private async parseHeader(input: StoreInput, temporaryPath: string): Promise<{ parsed: HeaderRead; whole?: Buffer }> {
+  private async parseHeader(input: StoreInput): Promise<{ parsed: HeaderRead; whole?: Buffer }> {
     if ('buffer' in input) return { parsed: readHeader(input.buffer, true), whole: input.buffer };
     if (input.contents) return { parsed: readHeader(input.contents, true), whole: input.contents };
+    const temporaryPath = input.file;
     const head = await readFileHead(temporaryPath, HEADER_READ_BYTES);
     const complete = head.length < HEADER_READ_BYTES || (await fsp.stat(temporaryPath)).size === head.length;
     try {
@@ -1171,6 +1183,7 @@ export class EmbeddedCore implements NativeCore {
   }
 
   async close(): Promise<void> {
+    await this.md5.close();
     this.db.close();
   }
 }
@@ -1301,10 +1314,6 @@ function readHeader(buffer: Buffer, complete: boolean): HeaderRead {
     if (error instanceof NeedMoreData) throw error;
     throw new DicomParseError(`Cannot parse the DICOM file: ${(error as Error).message}`);
   }
-}
-
-function digest(buffer: Buffer): { size: number; md5: string } {
-  return { size: buffer.length, md5: createHash('md5').update(buffer).digest('hex') };
 }
 
 async function digestFile(filePath: string): Promise<{ size: number; md5: string }> {

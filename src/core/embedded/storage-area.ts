@@ -26,15 +26,39 @@ export class StorageArea {
     return path.join(this.tmpDirectory, randomUUID());
   }
 
-  /** Moves a complete temporary file into place under `uuid`. */
-  async moveIntoPlace(temporaryPath: string, uuid: string): Promise<void> {
+  /** The final path of `uuid`, its folder made if needed. */
+  private async placeFor(uuid: string): Promise<string> {
     const target = this.pathOf(uuid);
     const directory = path.dirname(target);
-    // 65536 folders at most, made once each: a rename into a known folder needs no mkdir first
+    // 65536 folders at most, made once each: a file into a known folder needs no mkdir first
     if (!this.directories.has(directory)) {
       await fsp.mkdir(directory, { recursive: true });
       this.directories.add(directory);
     }
+    return target;
+  }
+
+  /**
+   * Writes bytes straight to their final place under `uuid`: no temporary file, no rename. Only for a caller whose
+   * journal (pending_files) lists `uuid` and whose index does not name it yet: no reader looks for the file before
+   * it is complete, and what a failure or a crash leaves is removed with the journal entry.
+   */
+  async writeInPlace(uuid: string, buffer: Buffer): Promise<void> {
+    const target = await this.placeFor(uuid);
+    try {
+      await fsp.writeFile(target, buffer);
+    } catch (error) {
+      // the folder was removed meanwhile (by hand): make it again
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      await fsp.mkdir(path.dirname(target), { recursive: true });
+      await fsp.writeFile(target, buffer);
+    }
+  }
+
+  /** Moves a complete temporary file into place under `uuid`. */
+  async moveIntoPlace(temporaryPath: string, uuid: string): Promise<void> {
+    const target = await this.placeFor(uuid);
+    const directory = path.dirname(target);
     try {
       await fsp.rename(temporaryPath, target);
     } catch (error) {
@@ -58,12 +82,6 @@ export class StorageArea {
       await fsp.mkdir(directory, { recursive: true });
       await fsp.rename(temporaryPath, target);
     }
-  }
-
-  async writeTemporary(buffer: Buffer): Promise<string> {
-    const temporaryPath = this.newTemporaryPath();
-    await fsp.writeFile(temporaryPath, buffer);
-    return temporaryPath;
   }
 
   async remove(uuid: string): Promise<void> {
