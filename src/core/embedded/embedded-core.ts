@@ -69,13 +69,16 @@ interface AttachmentRow {
 
 type ResponseContent = NonNullable<FindRequest['ResponseContent']>[number];
 
+/** What toResource reads of an ancestor. */
+type AncestorRow = Pick<ResourceRow, 'internal_id' | 'public_id' | 'tags'>;
+
 /**
- * What a search answer needs beyond its own rows, read for all of them with one statement per kind instead of
- * a few statements per resource (an all-studies search is 5,000 resources).
+ * What a search answer needs beyond its own rows, read in the statement of the rows instead of a few statements
+ * per resource (an all-studies search is 5,000 resources).
  */
 interface FindBatch {
   /** Ancestor rows by internal id. */
-  rows: Map<number, ResourceRow>;
+  rows: Map<number, AncestorRow>;
   /** Parsed `tags` by internal id (rows and ancestors), filled as they are read. */
   tags: Map<number, Record<string, string>>;
   /** Computed attribute (canonical tag) -> internal id -> value, for the computed tags asked. */
@@ -86,8 +89,18 @@ interface FindBatch {
   indexInSeries?: Map<number, string>;
 }
 
-/** Statement text matching a column against a JSON array of internal ids (one statement whatever the count). */
-const IDS = 'SELECT value FROM json_each(?)';
+/** The columns of a ResourceRow (SELECT * would also read is_protected, and each column costs). */
+const ROW_COLUMNS = 'r.internal_id, r.public_id, r.level, r.parent_id, r.patient_id, r.study_id, r.series_id, r.dicom_uid, r.tags, r.last_update';
+
+/** Columns of `resources` holding the ancestor at each level, by level code. */
+const ANCESTOR_COLUMNS = ['patient_id', 'study_id', 'series_id'] as const;
+
+/** What a search reads with its rows: extra select-list items and joins on `r`, and the batch made of them. */
+interface AnswerColumns {
+  select: string;
+  joins: string;
+  batch(rows: ResourceRow[]): FindBatch;
+}
 
 /** Computed attributes: [level of the resource, column of its descendants, level counted, tag of the values listed]. */
 const COMPUTED_TAGS: ReadonlyMap<string, readonly [ResourceLevel, string, ResourceLevel, string?]> = new Map([
@@ -100,6 +113,19 @@ const COMPUTED_TAGS: ReadonlyMap<string, readonly [ResourceLevel, string, Resour
   ['00080061', ['Study', 'study_id', 'Series', '00080060']],
   ['00080062', ['Study', 'study_id', 'Instance', '00080016']],
 ] as const);
+
+/**
+ * A computed attribute of the row `r` as an SQL expression: a count, or a JSON array of the sorted distinct values
+ * (one aggregate: a DISTINCT subquery under group_concat costs 4x more, in temporary b-trees).
+ */
+function computedSql([, column, counted, valueTag]: readonly [ResourceLevel, string, ResourceLevel, string?]): string {
+  const of = `d.${column} = r.internal_id AND d.level = ${LEVEL_CODE[counted]}`;
+  if (valueTag === undefined) return `(SELECT COUNT(*) FROM resources d WHERE ${of})`;
+  return (
+    `(SELECT json_group_array(DISTINCT t.value ORDER BY t.value) FROM resources d CROSS JOIN tag_index t ON t.internal_id = d.internal_id ` +
+    `WHERE ${of} AND t.tag = '${valueTag}' AND t.value <> '')`
+  );
+}
 
 /** Orthanc's timestamp format, e.g. 20240131T235959. */
 export function orthancTimestamp(date = new Date()): string {
@@ -384,7 +410,8 @@ export class EmbeddedCore implements NativeCore {
       ID: row.public_id,
       MainDicomTags: wants('MainDicomTags') ? mainDicomTags(level, tags) : {},
       Labels: wants('Labels') ? this.labelsOf(row.internal_id) : [],
-      ...(requestedTags ? { RequestedTags: this.requestedTags(row, requestedTags, batch) } : {}),
+      // RequestedTags come with a search, whose batch holds their computed values
+      ...(requestedTags && batch ? { RequestedTags: this.requestedTags(row, requestedTags, batch) } : {}),
     };
     const stability = wants('IsStable') ? { IsStable: isStable(row.last_update), LastUpdate: row.last_update } : { IsStable: false, LastUpdate: row.last_update };
     const children = (): string[] => (wants('Children') ? this.childIds(row.internal_id) : []);
@@ -469,15 +496,15 @@ export class EmbeddedCore implements NativeCore {
   }
 
   /** Values of RequestedTags: indexed tags of the resource and its ancestors, computed counts, else the first instance's file. */
-  private requestedTags(row: ResourceRow, requested: string[], batch?: FindBatch): Record<string, string> {
+  private requestedTags(row: ResourceRow, requested: string[], batch: FindBatch): Record<string, string> {
     const answer: Record<string, string> = {};
     let fileTags: DicomDataset | undefined;
-    const ancestorTags = batch?.tags ?? new Map<number, Record<string, string>>();
+    const ancestorTags = batch.tags;
     const tagsOf = (internalId: number | null): Record<string, string> => {
       if (internalId === null) return {};
       let tags = ancestorTags.get(internalId);
       if (!tags) {
-        const source = internalId === row.internal_id ? row : (batch?.rows.get(internalId) ?? this.rowById(internalId));
+        const source = internalId === row.internal_id ? row : (batch.rows.get(internalId) ?? this.rowById(internalId));
         tags = JSON.parse(source.tags) as Record<string, string>;
         ancestorTags.set(internalId, tags);
       }
@@ -489,8 +516,8 @@ export class EmbeddedCore implements NativeCore {
       const resolved = resolveRequestedTag(spelling);
       if (!resolved) continue;
       const { tag, name, indexedAt } = resolved;
-      const batched = batch?.computed.get(tag);
-      const computed = batched ? batched.get(row.internal_id) : this.computedTag(row, tag);
+      // computed for the search's level only (another level's count falls through to the file, as before)
+      const computed = batch.computed.get(tag)?.get(row.internal_id);
       if (computed !== undefined) {
         answer[name] = computed;
         continue;
@@ -509,42 +536,6 @@ export class EmbeddedCore implements NativeCore {
     return answer;
   }
 
-  private computedTag(row: ResourceRow, tag: string): string | undefined {
-    const count = (column: string, level: ResourceLevel): string =>
-      String((this.prepare(`SELECT COUNT(*) AS n FROM resources WHERE ${column} = ? AND level = ?`).get(row.internal_id, LEVEL_CODE[level]) as { n: number }).n);
-    const distinct = (column: string, level: ResourceLevel, valueTag: string): string =>
-      (
-        this.prepare(
-            `SELECT DISTINCT t.value FROM resources d CROSS JOIN tag_index t ON t.internal_id = d.internal_id
-             WHERE d.${column} = ? AND d.level = ? AND t.tag = ? AND t.value <> '' ORDER BY t.value`,
-          )
-          .all(row.internal_id, LEVEL_CODE[level], valueTag) as Array<{ value: string }>
-      )
-        .map((r) => r.value)
-        .join('\\');
-    const level = levelName(row.level);
-    switch (tag) {
-      case '00201200': // NumberOfPatientRelatedStudies
-        return level === 'Patient' ? count('patient_id', 'Study') : undefined;
-      case '00201202': // NumberOfPatientRelatedSeries
-        return level === 'Patient' ? count('patient_id', 'Series') : undefined;
-      case '00201204': // NumberOfPatientRelatedInstances
-        return level === 'Patient' ? count('patient_id', 'Instance') : undefined;
-      case '00201206': // NumberOfStudyRelatedSeries
-        return level === 'Study' ? count('study_id', 'Series') : undefined;
-      case '00201208': // NumberOfStudyRelatedInstances
-        return level === 'Study' ? count('study_id', 'Instance') : undefined;
-      case '00201209': // NumberOfSeriesRelatedInstances
-        return level === 'Series' ? count('series_id', 'Instance') : undefined;
-      case '00080061': // ModalitiesInStudy
-        return level === 'Study' ? distinct('study_id', 'Series', '00080060') : undefined;
-      case '00080062': // SOPClassesInStudy
-        return level === 'Study' ? distinct('study_id', 'Instance', '00080016') : undefined;
-      default:
-        return undefined;
-    }
-  }
-
   /** The data set (without pixel data) of the first instance under a resource, for attributes the index lacks. */
   private firstInstanceDataset(row: ResourceRow): DicomDataset | undefined {
     const column = ['patient_id', 'study_id', 'series_id', 'internal_id'][row.level];
@@ -558,91 +549,90 @@ export class EmbeddedCore implements NativeCore {
   // ---------------------------------------------------------------- searching
 
   async find(request: FindRequest): Promise<Resource[]> {
-    const rows = this.findRows(request);
     const content = request.ResponseContent ? new Set(request.ResponseContent) : undefined;
-    const batch = rows.length > 1 ? this.findBatch(request.Level, rows, content, request.RequestedTags) : undefined;
+    const answer = this.answerColumns(request.Level, content, request.RequestedTags);
+    const rows = this.findRows(request, answer);
+    const batch = answer.batch(rows);
     return rows.map((row) => this.toResource(row, content, request.RequestedTags, batch));
   }
 
-  /** Reads at once what toResource would read resource by resource (same values, same order of values). */
-  private findBatch(level: ResourceLevel, rows: ResourceRow[], content: ReadonlySet<ResponseContent> | undefined, requested?: string[]): FindBatch {
+  /**
+   * What toResource needs beyond the rows of an answer, read by the statement of the rows: ancestors joined,
+   * counts and lists as subqueries on each row (a PatientID search is then one statement, where statements per
+   * kind over a list of ids cost more than the whole search of one or two studies).
+   */
+  private answerColumns(level: ResourceLevel, content: ReadonlySet<ResponseContent> | undefined, requested?: string[]): AnswerColumns {
     const wants = (part: ResponseContent): boolean => !content || content.has(part);
-    const ids = JSON.stringify(rows.map((row) => row.internal_id));
-    const batch: FindBatch = { rows: new Map(), tags: new Map(), computed: new Map() };
+    const levelCode = LEVEL_CODE[level];
+    const select: string[] = [];
+    const joins: string[] = [];
+    const computedTags: string[] = [];
     // ancestors: the patient of a study, and the levels above whose indexed tags are requested
     const ancestorLevels = new Set<number>();
     if (level === 'Study') ancestorLevels.add(LEVEL_CODE.Patient);
-    const levelCode = LEVEL_CODE[level];
     for (const spelling of requested ?? []) {
       const resolved = resolveRequestedTag(spelling);
       if (!resolved) continue;
       const computed = COMPUTED_TAGS.get(resolved.tag);
       if (computed) {
-        if (computed[0] === level && !batch.computed.has(resolved.tag)) batch.computed.set(resolved.tag, this.computedForAll(ids, computed));
+        if (computed[0] === level && !computedTags.includes(resolved.tag)) {
+          computedTags.push(resolved.tag);
+          select.push(`${computedSql(computed)} AS c${resolved.tag}`);
+        }
         continue;
       }
       if (resolved.indexedAt !== undefined && LEVEL_CODE[resolved.indexedAt] < levelCode) ancestorLevels.add(LEVEL_CODE[resolved.indexedAt]);
     }
-    if (ancestorLevels.size > 0) {
-      const columns = ['patient_id', 'study_id', 'series_id'];
-      const wanted = new Set<number>();
-      for (const row of rows) {
-        for (const code of ancestorLevels) {
-          const id = row[columns[code] as 'patient_id' | 'study_id' | 'series_id'];
-          if (id !== null) wanted.add(id);
+    for (const code of ancestorLevels) {
+      joins.push(` LEFT JOIN resources a${code} ON a${code}.internal_id = r.${ANCESTOR_COLUMNS[code]}`);
+      select.push(`a${code}.public_id AS a${code}_public_id, a${code}.tags AS a${code}_tags`);
+    }
+    const childCounts = level === 'Series' && !wants('Children');
+    if (childCounts) select.push('(SELECT COUNT(*) FROM resources c WHERE c.parent_id = r.internal_id) AS child_count');
+    const instances = level === 'Instance';
+    if (instances) {
+      joins.push(` LEFT JOIN attachments f ON f.internal_id = r.internal_id AND f.file_type = ${DICOM_ATTACHMENT}`);
+      select.push(
+        'f.uuid AS file_uuid, f.size AS file_size, f.md5 AS file_md5',
+        "(SELECT m.value FROM metadata m WHERE m.internal_id = r.internal_id AND m.name = 'IndexInSeries') AS index_in_series",
+      );
+    }
+    return {
+      select: select.map((item) => `, ${item}`).join(''),
+      joins: joins.join(''),
+      batch: (rows) => {
+        const batch: FindBatch = { rows: new Map(), tags: new Map(), computed: new Map(computedTags.map((tag) => [tag, new Map()])) };
+        if (childCounts) batch.childCounts = new Map();
+        if (instances) {
+          batch.attachments = new Map();
+          batch.indexInSeries = new Map();
         }
-      }
-      const ancestors = this.prepare(`SELECT * FROM resources WHERE internal_id IN (${IDS})`).all(JSON.stringify([...wanted])) as ResourceRow[];
-      for (const ancestor of ancestors) batch.rows.set(ancestor.internal_id, ancestor);
-    }
-    if (level === 'Series' && !wants('Children')) {
-      const counts = this.prepare(`SELECT parent_id AS id, COUNT(*) AS n FROM resources WHERE parent_id IN (${IDS}) GROUP BY parent_id`).all(ids) as Array<{ id: number; n: number }>;
-      batch.childCounts = new Map(counts.map((c) => [c.id, c.n]));
-    }
-    if (level === 'Instance') {
-      const files = this.prepare(`SELECT internal_id, uuid, size, md5 FROM attachments WHERE internal_id IN (${IDS}) AND file_type = ?`).all(ids, DICOM_ATTACHMENT) as Array<
-        AttachmentRow & { internal_id: number }
-      >;
-      batch.attachments = new Map(files.map((f) => [f.internal_id, { uuid: f.uuid, size: f.size, md5: f.md5 }]));
-      const indexes = this.prepare(`SELECT internal_id, value FROM metadata WHERE internal_id IN (${IDS}) AND name = 'IndexInSeries'`).all(ids) as Array<{
-        internal_id: number;
-        value: string;
-      }>;
-      batch.indexInSeries = new Map(indexes.map((m) => [m.internal_id, m.value]));
-    }
-    return batch;
-  }
-
-  /** One computed attribute for every resource of a search (the statements of computedTag, grouped). */
-  private computedForAll(ids: string, [, column, counted, valueTag]: readonly [ResourceLevel, string, ResourceLevel, string?]): Map<number, string> {
-    const values = new Map<number, string>();
-    for (const id of JSON.parse(ids) as number[]) values.set(id, valueTag ? '' : '0');
-    if (valueTag === undefined) {
-      const counts = this.prepare(`SELECT ${column} AS id, COUNT(*) AS n FROM resources WHERE ${column} IN (${IDS}) AND level = ? GROUP BY ${column}`)
-        .all(ids, LEVEL_CODE[counted]) as Array<{ id: number; n: number }>;
-      for (const { id, n } of counts) values.set(id, String(n));
-      return values;
-    }
-    const listed = this.prepare(
-        `SELECT DISTINCT d.${column} AS id, t.value AS value FROM resources d CROSS JOIN tag_index t ON t.internal_id = d.internal_id
-         WHERE d.${column} IN (${IDS}) AND d.level = ? AND t.tag = ? AND t.value <> '' ORDER BY d.${column}, t.value`,
-      )
-      .all(ids, LEVEL_CODE[counted], valueTag) as Array<{ id: number; value: string }>;
-    const lists = new Map<number, string[]>();
-    for (const { id, value } of listed) {
-      const list = lists.get(id);
-      if (list) list.push(value);
-      else lists.set(id, [value]);
-    }
-    for (const [id, list] of lists) values.set(id, list.join('\\'));
-    return values;
+        for (const row of rows as Array<ResourceRow & Record<string, string | number | null>>) {
+          for (const code of ancestorLevels) {
+            const id = row[ANCESTOR_COLUMNS[code]];
+            const publicId = row[`a${code}_public_id`];
+            if (id !== null && typeof publicId === 'string') batch.rows.set(id, { internal_id: id, public_id: publicId, tags: row[`a${code}_tags`] as string });
+          }
+          for (const [tag, values] of batch.computed) {
+            const value = row[`c${tag}`];
+            values.set(row.internal_id, typeof value === 'string' ? (JSON.parse(value) as string[]).join('\\') : String(value));
+          }
+          batch.childCounts?.set(row.internal_id, row.child_count as number);
+          if (row.file_uuid !== null && row.file_uuid !== undefined) {
+            batch.attachments?.set(row.internal_id, { uuid: row.file_uuid as string, size: row.file_size as number, md5: row.file_md5 as string });
+          }
+          if (row.index_in_series !== null && row.index_in_series !== undefined) batch.indexInSeries?.set(row.internal_id, row.index_in_series as string);
+        }
+        return batch;
+      },
+    };
   }
 
   async findIds(request: FindRequest): Promise<string[]> {
     return this.findRows(request).map((row) => row.public_id);
   }
 
-  private findRows(request: FindRequest): ResourceRow[] {
+  private findRows(request: FindRequest, answer?: AnswerColumns): ResourceRow[] {
     const level = request.Level;
     if (!LEVELS.includes(level)) throw new CoreError(400, `Unknown resource level: ${String(level)}`);
     const constraints: Constraint[] = Object.entries(request.Query ?? {}).map(([spelling, value]) => {
@@ -671,19 +661,25 @@ export class EmbeddedCore implements NativeCore {
     // with other constraints, '+' keeps SQLite from walking the level index in id order and testing each row:
     // the constraints' indexes find the few matches, which are then sorted
     if (where.length > 1) where[0] = '+r.level = ?';
-    let statement = `SELECT r.* FROM resources r WHERE ${where.join(' AND ')} ORDER BY r.internal_id`;
+    const select = `SELECT ${ROW_COLUMNS}${answer?.select ?? ''}`;
     if (sql.unindexed.length === 0 && where.length === 1) {
-      statement += ' LIMIT ? OFFSET ?';
+      // the level index reads in id order: no sort, and the answer's columns are computed for the page only
+      const statement = `${select} FROM resources r${answer?.joins ?? ''} WHERE ${where[0]} ORDER BY r.internal_id LIMIT ? OFFSET ?`;
       return this.prepare(statement).all(...params, limit > 0 ? limit : -1, since) as ResourceRow[];
     }
+    // the matching ids are sorted apart (MATERIALIZED keeps SQLite from merging the two): the answer's columns
+    // (ancestors, counts, lists) are then computed only for the rows read, not for every match sorted; a later
+    // page skips its first matches there, before their columns are computed
+    const skip = sql.unindexed.length === 0 && since > 0;
+    const statement =
+      `WITH matches AS MATERIALIZED (SELECT r.internal_id AS id FROM resources r WHERE ${where.join(' AND ')} ORDER BY r.internal_id` +
+      `${skip ? ' LIMIT -1 OFFSET ?' : ''}) ${select} FROM matches CROSS JOIN resources r ON r.internal_id = matches.id${answer?.joins ?? ''} ORDER BY matches.id`;
     if (sql.unindexed.length === 0) {
-      // the matches are sorted anyway; a LIMIT would make SQLite sort them in a temporary b-tree, which costs
-      // more than the whole search of a few matches (3x on a PatientID search): the page is cut while reading
+      // a LIMIT would make SQLite sort the matches in a temporary b-tree, which costs more than the whole search
+      // of a few matches (3x on a PatientID search): the page is cut while reading
       const page: ResourceRow[] = [];
-      let skipped = 0;
-      for (const row of this.prepare(statement).iterate(...params) as IterableIterator<ResourceRow>) {
-        if (skipped < since) skipped++;
-        else if (page.push(row) === limit) break;
+      for (const row of this.prepare(statement).iterate(...params, ...(skip ? [since] : [])) as IterableIterator<ResourceRow>) {
+        if (page.push(row) === limit) break;
       }
       return page;
     }
@@ -708,9 +704,11 @@ export class EmbeddedCore implements NativeCore {
     const row = this.findRow(id, level);
     if (!row) return undefined;
     const column = ['patient_id', 'study_id', 'series_id', 'internal_id'][row.level];
-    const rows = this.prepare(`SELECT * FROM resources WHERE ${column} = ? AND level = 3 ORDER BY internal_id`).all(row.internal_id) as ResourceRow[];
-    // files and IndexInSeries of all the instances in two statements (a WADO-RS retrieve lists a whole series)
-    const batch = rows.length > 1 ? this.findBatch('Instance', rows, undefined) : undefined;
+    // files and IndexInSeries of all the instances in the same statement (a WADO-RS retrieve lists a whole series)
+    const answer = this.answerColumns('Instance', undefined);
+    const rows = this.prepare(`SELECT ${ROW_COLUMNS}${answer.select} FROM resources r${answer.joins} WHERE r.${column} = ? AND r.level = 3 ORDER BY r.internal_id`)
+      .all(row.internal_id) as ResourceRow[];
+    const batch = answer.batch(rows);
     return rows.map((r) => this.toResource(r, undefined, undefined, batch) as InstanceResource);
   }
 
@@ -1266,7 +1264,7 @@ function resolveRequestedTag(spelling: string): RequestedTag | undefined {
 }
 
 /** The parsed tags of a row, through the batch's cache when there is one. */
-function batchTags(batch: FindBatch | undefined, row: ResourceRow): Record<string, string> {
+function batchTags(batch: FindBatch | undefined, row: AncestorRow): Record<string, string> {
   let tags = batch?.tags.get(row.internal_id);
   if (!tags) {
     tags = JSON.parse(row.tags) as Record<string, string>;
