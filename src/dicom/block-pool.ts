@@ -9,6 +9,7 @@
  * released, so a consumer that keeps a frame, or never releases anything, simply lets the block be
  * collected as any buffer. Releasing a buffer that was not lent does nothing.
  */
+import { FreeList } from '../core/free-list';
 
 /** Size of a pooled block; larger reads get a buffer of their own. */
 export const BLOCK_BYTES = 4 << 20;
@@ -17,16 +18,15 @@ const KEEP_BLOCKS = 4;
 /** Idle blocks are dropped after this long without a release. */
 const IDLE_MS = 10_000;
 
-const free: ArrayBuffer[] = [];
+const free = new FreeList<ArrayBuffer>(KEEP_BLOCKS, IDLE_MS);
 const pooled = new WeakSet<ArrayBuffer>();
 // Weak: a block whose views are never released is collected with them.
 const lent = new WeakMap<ArrayBuffer, Set<Uint8Array>>();
-let idleTimer: NodeJS.Timeout | undefined;
 
 /** A buffer of `size` bytes (content undefined): a pooled block when it fits one. */
 export function takeBlock(size: number): Buffer {
   if (size > BLOCK_BYTES) return Buffer.allocUnsafe(size);
-  let block = free.pop();
+  let block = free.take();
   if (!block) {
     block = new ArrayBuffer(BLOCK_BYTES);
     pooled.add(block);
@@ -49,13 +49,7 @@ export function releaseView(view: Uint8Array): void {
   const views = lent.get(block);
   if (!views?.delete(view) || views.size > 0) return;
   lent.delete(block);
-  if (free.length >= KEEP_BLOCKS) return;
-  free.push(block);
-  idleTimer?.refresh();
-  idleTimer ??= setTimeout(() => {
-    free.length = 0;
-    idleTimer = undefined;
-  }, IDLE_MS).unref();
+  free.give(block);
 }
 
 /** Gives back a buffer from takeBlock that nothing holds any more (a scratch copy): its block may be read into again. */

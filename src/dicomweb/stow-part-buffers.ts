@@ -9,6 +9,7 @@
  * A buffer must be given back only once nothing reads it any more (its store settled); one that is never given
  * back is simply collected.
  */
+import { FreeList } from '../core/free-list';
 
 /** Size of each buffer: the largest part kept in memory. */
 export const PART_BUFFER_BYTES = 1 << 20;
@@ -17,21 +18,14 @@ const KEEP_BUFFERS = 32;
 /** Idle buffers are dropped after this long without a give-back. */
 const IDLE_MS = 10_000;
 
-const free: Buffer[] = [];
-let idleTimer: NodeJS.Timeout | undefined;
+const free = new FreeList<Buffer>(KEEP_BUFFERS, IDLE_MS);
 
 /** A buffer of PART_BUFFER_BYTES (contents undefined). */
 export function takePartBuffer(): Buffer {
-  return free.pop() ?? Buffer.allocUnsafeSlow(PART_BUFFER_BYTES);
+  return free.take() ?? Buffer.allocUnsafeSlow(PART_BUFFER_BYTES);
 }
 
 /** Gives back a buffer of takePartBuffer that nothing reads any more. */
 export function givePartBuffer(buffer: Buffer): void {
-  if (buffer.length !== PART_BUFFER_BYTES || free.length >= KEEP_BUFFERS || free.includes(buffer)) return;
-  free.push(buffer);
-  idleTimer?.refresh();
-  idleTimer ??= setTimeout(() => {
-    free.length = 0;
-    idleTimer = undefined;
-  }, IDLE_MS).unref();
+  if (buffer.length === PART_BUFFER_BYTES) free.give(buffer);
 }
