@@ -4,7 +4,7 @@
  *   BENCH_SCALE=full (default) | medium | small   preset sizes; full = the issue's sizes (see bench/README.md
  *                                                 for how long a run takes)
  *   BENCH_CT_SLICES, BENCH_STUDIES, BENCH_FRAMES  override one size of the preset
- *   BENCH_RUNS (5)                                runs of every repeatable operation
+ *   BENCH_RUNS (3)                                runs of every repeatable operation
  *   BENCH_LOAD_SECONDS (10)                       length of the concurrent-clients test
  *   BENCH_OP_SECONDS (40)                         per system: no new run of an operation starts after
  *                                                 this many seconds x systems (always >= 1 run)
@@ -91,7 +91,7 @@ export function readSettings(): BenchSettings {
     ctSlices: intFromEnv('BENCH_CT_SLICES', preset.ctSlices, 1),
     smallStudies: intFromEnv('BENCH_STUDIES', preset.smallStudies, 1),
     frames: intFromEnv('BENCH_FRAMES', preset.frames, 1),
-    runs: intFromEnv('BENCH_RUNS', 5, 1),
+    runs: intFromEnv('BENCH_RUNS', 3, 1),
     loadSeconds: intFromEnv('BENCH_LOAD_SECONDS', 10, 1),
     opSeconds: intFromEnv('BENCH_OP_SECONDS', 40, 1),
     loadClients: 16,

@@ -16,6 +16,10 @@ import { DicomScanError } from './element-walker';
 import { swapBytes } from './transcode';
 import { encodingOf } from './transfer-syntax';
 
+// libvips' operation cache (up to 50 MB) pays only when the same operation runs on the same pixels again; renderings
+// that repeat (thumbnails) are cached by the caller, so the cache would only hold memory
+sharp.cache(false);
+
 export type RenderedMediaType = 'image/jpeg' | 'image/png' | 'image/gif';
 export type VoiFunction = 'linear' | 'linear-exact' | 'sigmoid';
 
