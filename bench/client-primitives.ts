@@ -12,7 +12,7 @@
 import { orthancId } from '../src/core/orthanc-ids';
 import { processesOf, recordPeaks } from './big-study';
 import type { DataSets } from './datasets';
-import { call, countInstances, deleteStudy, keepAliveAgent } from './http-client';
+import { call, countInstances, deleteStudy, keepAliveAgent, type TimedResponse } from './http-client';
 import { StowError, stowFiles } from './load';
 import { say } from './log';
 import { startPluginSystem, type Live, type RunningSystem } from './processes';
@@ -112,7 +112,17 @@ async function measureRetrieve(live: Map<SystemName, Live>, plugin: Live, target
     say(`client retrieve: ${size} study into ${name} ...`);
     const watch = watchPeakRss(processesOf(receiver.system));
     const url = `${receiver.system.url}${receiver.system.dicomWebRoot}/servers/${SOURCE}/retrieve`;
-    const response = await call(receiver, 'POST', url, { Resources: [{ Study: big.studyUid }] });
+    let response: TimedResponse;
+    try {
+      response = await call(receiver, 'POST', url, { Resources: [{ Study: big.studyUid }] });
+    } catch (error) {
+      // a connection the receiver closed is a result of this row, not the end of the whole bench
+      watch.stop();
+      const why = (error as Error).message.slice(0, 60);
+      for (const r of [row, rss]) cellOf(r, name).na = why;
+      notes.push(`${name}: the client retrieve of the ${size} study failed: ${why}`);
+      continue;
+    }
     const peaks = watch.stop();
     const received = response.status < 400 ? Number((JSON.parse(response.text ?? '{}') as { ReceivedInstancesCount?: unknown }).ReceivedInstancesCount) : NaN;
     const stored = await countInstances(receiver, receiver.system.nativeUrl, bigStudy);
