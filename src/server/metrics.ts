@@ -15,6 +15,7 @@ import type { NativeCore } from '../core/native-model';
 import { EmbeddedCore } from '../core/embedded/embedded-core';
 import { RemoteCore } from '../core/remote/remote-core';
 import { anyBodyAsText } from '../core/embedded/routes/tools';
+import { Lru } from '../core/lru';
 import { HttpError } from './errors';
 import type { JobEngine, JobState } from './jobs';
 import { logger } from './logger';
@@ -126,14 +127,13 @@ export function gatewayMetrics(config: GatewayConfig, core: NativeCore, jobs: Jo
   // a small body arrives with its headers, before the request event: so bytes are counted per connection, answer by answer
   const socketTotals = new WeakMap<object, { read: number; written: number }>();
   // the family of a method and path, remembered: clients repeat the same few (searches, the same study's routes)
-  const families = new Map<string, RouteFamily>();
+  const families = new Lru<string, RouteFamily>(1000);
   const familyOf = (method: string, path: string): RouteFamily => {
     const key = `${method} ${path}`;
     let family = families.get(key);
     if (family === undefined) {
       family = routeFamily(config, method, path);
       // bounded: at most 1000 keys of at most 512 characters, whatever paths clients make up
-      if (families.size >= 1000) families.clear();
       if (key.length <= 512) families.set(key, family);
     }
     return family;
