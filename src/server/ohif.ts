@@ -10,6 +10,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import express, { Router, type Request, type Response } from 'express';
 import type { GatewayConfig } from '../config/gateway-config';
 import { crossOriginIsolation } from './cors';
@@ -88,16 +90,49 @@ export function rewriteIndexHtml(html: string, root: string): string {
     .replace(/(\s(?:src|href)=")\/(?!\/)/g, `$1${root}`);
 }
 
-/** A bundle with webpack's chunk path moved from "/" to the viewer's root (undefined when it has none). */
-export function rewriteBundle(js: string, root: string): string | undefined {
-  if (!js.includes(WEBPACK_PUBLIC_PATH)) return undefined;
-  return js.split(WEBPACK_PUBLIC_PATH).join(`__webpack_require__.p = ${JSON.stringify(root)};`);
+/** One change to a served file: bytes [start, end) of the original replaced by `text`. */
+export interface FileEdit {
+  start: number;
+  end: number;
+  text: Buffer;
 }
 
-/** A stylesheet with root-absolute url(/...) (the fonts) moved to the viewer's root (undefined when it has none). */
-export function rewriteStylesheet(css: string, root: string): string | undefined {
-  const pattern = /url\((["']?)\/(?!\/)/g;
-  return pattern.test(css) ? css.replace(pattern, `url($1${root}`) : undefined;
+/** Where a bundle sets webpack's chunk path to "/": each one moved to the viewer's root. */
+export function bundleEdits(content: Buffer, root: string): FileEdit[] {
+  const pattern = Buffer.from(WEBPACK_PUBLIC_PATH);
+  const text = Buffer.from(`__webpack_require__.p = ${JSON.stringify(root)};`);
+  const edits: FileEdit[] = [];
+  for (let at = content.indexOf(pattern); at >= 0; at = content.indexOf(pattern, at + pattern.length)) {
+    edits.push({ start: at, end: at + pattern.length, text });
+  }
+  return edits;
+}
+
+const SLASH = 0x2f;
+const QUOTES = new Set([0x22, 0x27]);
+
+/** Root-absolute url(/...) of a stylesheet (the fonts) moved to the viewer's root; url(//host/...) stays. */
+export function stylesheetEdits(content: Buffer, root: string): FileEdit[] {
+  const opener = Buffer.from('url(');
+  const text = Buffer.from(root);
+  const edits: FileEdit[] = [];
+  for (let at = content.indexOf(opener); at >= 0; at = content.indexOf(opener, at + opener.length)) {
+    let slash = at + opener.length;
+    if (QUOTES.has(content[slash])) slash += 1;
+    if (content[slash] === SLASH && content[slash + 1] !== SLASH) edits.push({ start: slash, end: slash + 1, text });
+  }
+  return edits;
+}
+
+/** A file with its edits applied, read from disk piece by piece as the client takes it. */
+async function* editedFile(file: string, edits: readonly FileEdit[]): AsyncGenerator<Buffer> {
+  let from = 0;
+  for (const edit of edits) {
+    if (edit.start > from) yield* fs.createReadStream(file, { start: from, end: edit.start - 1 });
+    yield edit.text;
+    from = edit.end;
+  }
+  yield* fs.createReadStream(file, { start: from });
 }
 
 function sendText(res: Response, type: string, body: string | Buffer, cache: string): void {
@@ -118,8 +153,8 @@ export function ohifRouter(config: GatewayConfig, root: string, dist: string | u
   const indexHtml = rewriteIndexHtml(fs.readFileSync(path.join(dist, 'index.html'), 'utf8'), root);
   const appConfig = appConfigScript(fs.readFileSync(path.join(dist, 'app-config.js'), 'utf8'), config, root);
   const rewritable = new Set(fs.readdirSync(dist).filter((name) => /\.(js|css)$/.test(name)));
-  // rewritten scripts and stylesheets, or null for those that need no rewrite (served from disk)
-  const bundles = new Map<string, Buffer | null>();
+  // per script and stylesheet: its size and the edits it needs (none: served as it is by express.static)
+  const fileEdits = new Map<string, { size: number; list: FileEdit[] }>();
 
   const sendIndex = (_req: Request, res: Response): void => sendText(res, 'text/html; charset=utf-8', indexHtml, 'no-cache');
 
@@ -134,16 +169,21 @@ export function ohifRouter(config: GatewayConfig, root: string, dist: string | u
   router.get('/:file', (req, res, next) => {
     const name = req.params.file;
     if (!rewritable.has(name)) return next();
+    const file = path.join(dist, name);
     const css = name.endsWith('.css');
-    if (!bundles.has(name)) {
-      const text = fs.readFileSync(path.join(dist, name), 'utf8');
-      const rewritten = css ? rewriteStylesheet(text, root) : rewriteBundle(text, root);
-      bundles.set(name, rewritten === undefined ? null : Buffer.from(rewritten));
+    let edits = fileEdits.get(name);
+    if (edits === undefined) {
+      // read once to find the edits, then dropped: the 17 MB main bundle is not kept in memory
+      const content = fs.readFileSync(file);
+      edits = { size: content.length, list: css ? stylesheetEdits(content, root) : bundleEdits(content, root) };
+      fileEdits.set(name, edits);
     }
-    const body = bundles.get(name);
-    if (!body) return next();
-    const type = css ? 'text/css; charset=utf-8' : 'text/javascript; charset=utf-8';
-    sendText(res, type, body, HASHED_NAME.test(name) ? 'public, max-age=31536000, immutable' : 'no-cache');
+    if (edits.list.length === 0) return next();
+    const length = edits.list.reduce((total, edit) => total + edit.text.length - (edit.end - edit.start), edits.size);
+    res.setHeader('Content-Type', css ? 'text/css; charset=utf-8' : 'text/javascript; charset=utf-8');
+    res.setHeader('Cache-Control', HASHED_NAME.test(name) ? 'public, max-age=31536000, immutable' : 'no-cache');
+    res.setHeader('Content-Length', length);
+    pipeline(Readable.from(editedFile(file, edits.list)), res).catch(next);
   });
 
   router.use(

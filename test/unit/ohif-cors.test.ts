@@ -6,7 +6,7 @@ import request from 'supertest';
 import { ConfigError, loadConfig } from '../../src/config/load-config';
 import { isCompressible } from '../../src/server/compress';
 import { cors } from '../../src/server/cors';
-import { appConfigScript, rewriteBundle, rewriteIndexHtml, rewriteStylesheet, routerBasename } from '../../src/server/ohif';
+import { appConfigScript, ohifRouter, rewriteIndexHtml, routerBasename } from '../../src/server/ohif';
 
 let dir: string;
 beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ohif-cors-'))));
@@ -90,16 +90,52 @@ describe('compressible types', () => {
 });
 
 describe('OHIF build rewriting', () => {
-  it('moves the public path of index.html, bundles and stylesheets to the viewer root', () => {
+  it('moves the public path of index.html to the viewer root', () => {
     const html = '<script>window.PUBLIC_URL="/"</script><link href="/app.css"><script src="/app-config.js"></script><a href="//cdn.x/y">';
     expect(rewriteIndexHtml(html, '/ohif/')).toBe(
       '<script>window.PUBLIC_URL="/ohif/"</script><link href="/ohif/app.css"><script src="/ohif/app-config.js"></script><a href="//cdn.x/y">',
     );
-    expect(rewriteBundle('a;__webpack_require__.p = "/";b', '/ohif/')).toBe('a;__webpack_require__.p = "/ohif/";b');
-    expect(rewriteBundle('no public path here', '/ohif/')).toBeUndefined();
-    expect(rewriteStylesheet('src:url(/f.woff2) url(//cdn/x) url("/g.png")', '/ohif/')).toBe('src:url(/ohif/f.woff2) url(//cdn/x) url("/ohif/g.png")');
     expect(routerBasename('/ohif/')).toBe('/ohif');
     expect(routerBasename('/')).toBe('/');
+  });
+
+  it('serves bundles and stylesheets with their public paths moved, byte for byte, and the rest as they are', async () => {
+    const dist = path.join(dir, 'dist');
+    fs.mkdirSync(dist);
+    fs.writeFileSync(path.join(dist, 'index.html'), '<script>window.PUBLIC_URL="/"</script>');
+    fs.writeFileSync(path.join(dist, 'app-config.js'), 'window.config = {};');
+    // a chunk path at the very start, one in the middle after non-ASCII text, and one at the very end
+    const publicPath = '__webpack_require__.p = "/";';
+    const bundle = `${publicPath}const name = "Ünïcødé 名前";${'x'.repeat(200_000)}${publicPath}tail;${publicPath}`;
+    fs.writeFileSync(path.join(dist, 'app.bundle.0123456789abcdef.js'), bundle);
+    fs.writeFileSync(path.join(dist, 'plain.js'), 'console.log("/");');
+    fs.writeFileSync(path.join(dist, 'app.bundle.css'), 'src:url(/f.woff2) url(//cdn/x) url("/g.png") url(\'/h.svg\') url(i.png)');
+    const app = express();
+    app.use('/ohif', ohifRouter(loadJson({}), '/ohif/', dist));
+
+    const js = await request(app).get('/ohif/app.bundle.0123456789abcdef.js').buffer(true).parse((res, done) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => done(null, Buffer.concat(chunks)));
+    });
+    const moved = bundle.split(publicPath).join('__webpack_require__.p = "/ohif/";');
+    expect(js.status).toBe(200);
+    expect(js.headers['content-type']).toBe('text/javascript; charset=utf-8');
+    expect(js.headers['cache-control']).toBe('public, max-age=31536000, immutable');
+    expect(Number(js.headers['content-length'])).toBe(Buffer.byteLength(moved));
+    expect((js.body as Buffer).equals(Buffer.from(moved))).toBe(true);
+
+    const css = await request(app).get('/ohif/app.bundle.css');
+    expect(css.headers['content-type']).toBe('text/css; charset=utf-8');
+    expect(css.text).toBe('src:url(/ohif/f.woff2) url(//cdn/x) url("/ohif/g.png") url(\'/ohif/h.svg\') url(i.png)');
+    expect(Number(css.headers['content-length'])).toBe(Buffer.byteLength(css.text));
+
+    const plain = await request(app).get('/ohif/plain.js');
+    expect(plain.status).toBe(200);
+    expect(plain.text).toBe('console.log("/");');
+    // asked twice: the edits found the first time give the same bytes
+    const again = await request(app).get('/ohif/app.bundle.css');
+    expect(again.text).toBe(css.text);
   });
 
   it('generates an app-config.js whose only data source is this gateway, from the browser origin', () => {
