@@ -27,6 +27,8 @@ export interface RunningSystem {
   backendPid?: number;
   /** Native REST base for fallback uploads (POST /instances). */
   nativeUrl: string;
+  /** Why the process under test is gone (exit code or signal and its last log lines), or undefined while it runs. */
+  exitReport?(): string | undefined;
   stop(): Promise<void>;
 }
 
@@ -183,7 +185,11 @@ async function startGateway(name: SystemName, logLevel: string, extraConfig: Rec
     }
     await sleep(100);
   }
-  return { name, url, dicomWebRoot: '/dicom-web', pid: child.pid, nativeUrl: url, stop };
+  const exitReport = (): string | undefined => {
+    if (child.exitCode === null && child.signalCode === null) return undefined;
+    return `exited (${child.signalCode ?? `code ${child.exitCode}`}): ${log.trim().split('\n').slice(-3).join(' | ')}`;
+  };
+  return { name, url, dicomWebRoot: '/dicom-web', pid: child.pid, nativeUrl: url, exitReport, stop };
 }
 
 export function startEmbeddedSystem(logLevel: string): Promise<RunningSystem> {
