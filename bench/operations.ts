@@ -2,9 +2,10 @@
  * The measured operations. Each one measures a single value on one system; an error answer
  * (e.g. a route that does not exist yet) becomes NotAvailable("status 404"), reported as n/a.
  */
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { DataSets } from './datasets';
 import { jsonArrayLength, timedRequest, type TimedResponse } from './http-client';
+import { keepAliveLoad } from './keep-alive-load';
 import type { RunningSystem } from './processes';
 
 export type Unit = 'ms' | 'MB/s' | 'inst/s' | 'req/s' | 'MiB';
@@ -101,40 +102,38 @@ function wadoUri(ctx: OperationContext, contentType: string): string {
 /** Unmeasured load before the measured one: JIT-compiled code and warm index pages, as in steady service. */
 const WARM_UP_SECONDS = 2;
 
+/** Undefined when a PatientID search answered at least one study, all of that patient; else what is wrong. */
+function patientStudies(body: Buffer, path: string): string | undefined {
+  const patientId = new URLSearchParams(path.slice(path.indexOf('?') + 1)).get('PatientID');
+  let studies: unknown;
+  try {
+    studies = JSON.parse(body.toString('utf8'));
+  } catch {
+    return 'the answer is not JSON';
+  }
+  if (!Array.isArray(studies) || studies.length === 0) return 'no study found';
+  const ids = studies.map((study) => (study as Record<string, { Value?: unknown[] } | undefined>)['00100020']?.Value?.[0]);
+  return ids.every((id) => id === patientId) ? undefined : `studies of other patients: ${ids.join(', ')}`;
+}
+
 /** `clients` keep-alive connections searching by PatientID for `seconds` (after a warm-up); requests per second. */
 async function concurrentSearches(ctx: OperationContext): Promise<Measurement> {
-  const pool = new Pool(ctx.system.url, { connections: ctx.loadClients, keepAliveTimeout: 30_000 });
   const patients = ctx.data.small.studies.map((s) => s.patientId);
   let counter = 0;
-  let firstError: string | undefined;
-  const load = async (seconds: number): Promise<number> => {
-    const deadline = Date.now() + seconds * 1000;
-    let ok = 0;
-    const client = async (): Promise<void> => {
-      while (Date.now() < deadline && firstError === undefined) {
-        const patientId = patients[counter++ % patients.length];
-        const url = `${ctx.system.dicomWebRoot}/studies?PatientID=${encodeURIComponent(patientId)}`;
-        try {
-          const response = await timedRequest(pool, `${ctx.system.url}${url}`, { headers: { accept: JSON_ACCEPT }, timeoutMs: 10_000 });
-          if (response.status >= 400) firstError = `status ${response.status}`;
-          else ok++;
-        } catch (error) {
-          firstError = (error as Error).message;
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: ctx.loadClients }, client));
-    return ok;
-  };
-  try {
-    await load(WARM_UP_SECONDS);
-    const started = process.hrtime.bigint();
-    const ok = await load(ctx.loadSeconds);
-    if (firstError !== undefined) throw new NotAvailable(firstError);
-    return { value: ok / (Number(process.hrtime.bigint() - started) / 1e9) };
-  } finally {
-    await pool.close();
-  }
+  const load = (seconds: number): ReturnType<typeof keepAliveLoad> =>
+    keepAliveLoad({
+      url: ctx.system.url,
+      connections: ctx.loadClients,
+      seconds,
+      nextPath: () => `${ctx.system.dicomWebRoot}/studies?PatientID=${encodeURIComponent(patients[counter++ % patients.length])}`,
+      accept: JSON_ACCEPT,
+      check: patientStudies,
+    });
+  const warm = await load(WARM_UP_SECONDS);
+  if (warm.firstError !== undefined) throw new NotAvailable(warm.firstError);
+  const measured = await load(ctx.loadSeconds);
+  if (measured.firstError !== undefined) throw new NotAvailable(measured.firstError);
+  return { value: measured.ok / measured.elapsed };
 }
 
 export function operations(): Operation[] {
