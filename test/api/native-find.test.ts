@@ -1,3 +1,5 @@
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
 import request from 'supertest';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway';
 import { startOrthanc, uploadToOrthanc, type OrthancProcess } from '../helpers/orthanc-process';
@@ -12,6 +14,7 @@ describe('native /tools/find and /tools/lookup of the embedded core', () => {
     { PatientID: 'F2', PatientName: 'Smithers^Anna', StudyDate: '20210601', Modality: 'MR', AccessionNumber: 'A2', StudyDescription: 'Head' },
     { PatientID: 'F3', PatientName: 'JONES^BOB', StudyDate: '20211231', Modality: 'CT', AccessionNumber: 'A3', StudyDescription: 'Abdomen' },
     { PatientID: 'F4', PatientName: 'Doe^Jane', StudyDate: '20220301', Modality: 'US', AccessionNumber: 'B4', StudyDescription: 'Heart' },
+    { PatientID: 'F5', PatientName: 'Straße^Anna', StudyDate: '20230101', Modality: 'MR', AccessionNumber: 'B5', StudyDescription: 'Knee' },
   ];
   const studyUids = studies.map(() => newUid());
 
@@ -45,6 +48,8 @@ describe('native /tools/find and /tools/lookup of the embedded core', () => {
   it.each([
     ['exact', { PatientID: 'F3' }],
     ['wildcard *', { PatientName: 'SMITH*' }],
+    ['wildcard after a literal prefix, in its case', { PatientName: 'Smith*' }],
+    ['UID', { StudyInstanceUID: studyUids[2] }],
     ['wildcard ?', { PatientID: 'F?' }],
     ['date range a-b', { StudyDate: '20210101-20211231' }],
     ['open range a-', { StudyDate: '20211231-' }],
@@ -57,6 +62,13 @@ describe('native /tools/find and /tools/lookup of the embedded core', () => {
     const [ours, theirs] = await both({ Level: 'Study', Query: query, CaseSensitive: true });
     expect(sorted(ours)).toEqual(sorted(theirs));
     expect((ours as string[]).length).toBeGreaterThan(0);
+  });
+
+  it('matches a case-sensitive wildcard whose ? stands for a character that upper-cases to two (ß)', async () => {
+    const found = (await request(gateway.app).post('/tools/find').send({ Level: 'Patient', Query: { PatientName: 'Stra?e^*' }, CaseSensitive: true })).body;
+    expect(found).toHaveLength(1);
+    const none = (await request(gateway.app).post('/tools/find').send({ Level: 'Patient', Query: { PatientName: 'stra?e^*' }, CaseSensitive: true })).body;
+    expect(none).toEqual([]);
   });
 
   it('matches a lower-level attribute on any descendant (Orthanc 1.10 matches nothing there)', async () => {
@@ -82,7 +94,7 @@ describe('native /tools/find and /tools/lookup of the embedded core', () => {
       (list as Array<Record<string, unknown>>).map(({ ID, MainDicomTags, ParentStudy, Type }) => ({ ID, MainDicomTags, ParentStudy, Type })).sort((a, b) => String(a.ID).localeCompare(String(b.ID)));
     expect(strip(ours)).toEqual(strip(theirs));
     const all = (await request(gateway.app).post('/tools/find').send({ Level: 'Study', Query: {} })).body as string[];
-    expect(all).toHaveLength(4);
+    expect(all).toHaveLength(studies.length);
     const second = (await request(gateway.app).post('/tools/find').send({ Level: 'Study', Query: {}, Limit: 1, Since: 1 })).body;
     expect(second).toEqual([all[1]]);
     const filteredPage = (await request(gateway.app).post('/tools/find').send({ Level: 'Study', Query: { Modality: 'CT' }, Limit: 1, Since: 1 })).body;
@@ -142,5 +154,31 @@ describe('native /tools/find and /tools/lookup of the embedded core', () => {
       expect(res.body.HttpStatus).toBe(400);
     }
     expect((await request(gateway.app).post('/tools/bulk-delete').send({ Resources: ['../etc'] })).status).toBe(400);
+  });
+});
+
+describe('an index written with a (tag, value) index of its own', () => {
+  it('drops it when opened and still finds by exact, case-sensitive value', async () => {
+    const first = await startTestGateway('embedded');
+    let second: TestGateway | undefined;
+    try {
+      expect((await request(first.app).post('/instances').send(makeInstance({ PatientID: 'OldLayout' }))).status).toBe(200);
+      await first.core.close();
+      const file = join(first.dir, 'storage', 'index.sqlite');
+      const db = new Database(file);
+      db.exec('CREATE INDEX tag_index_value ON tag_index(tag, value)');
+      db.close();
+
+      second = await startTestGateway('embedded', { StorageDirectory: join(first.dir, 'storage') });
+      const found = await request(second.app).post('/tools/find').send({ Level: 'Patient', Query: { PatientID: 'OldLayout' }, CaseSensitive: true });
+      expect(found.body).toHaveLength(1);
+      const reopened = new Database(file, { readonly: true });
+      const indexes = reopened.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tag_index'").all() as Array<{ name: string }>;
+      reopened.close();
+      expect(indexes.map((i) => i.name).sort()).toEqual(['tag_index_folded', 'tag_index_resource']);
+    } finally {
+      await second?.close();
+      await first.close().catch(() => undefined);
+    }
   });
 });

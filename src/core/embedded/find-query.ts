@@ -81,13 +81,15 @@ export function buildConstraints(level: ResourceLevel, constraints: Constraint[]
 }
 
 function addModalitiesInStudy(query: SqlQuery, value: string): void {
-  const modalities = value.split('\\').filter((m) => m !== '');
-  const matches = modalities.map((m) => (hasWildcard(m) ? 't.value GLOB ?' : 't.value = ?'));
+  const matches = value
+    .split('\\')
+    .filter((m) => m !== '')
+    .map((m) => itemMatch(m, 'CS', false));
   query.where.push(
     `r.internal_id IN (SELECT d.study_id FROM resources d JOIN tag_index t ON t.internal_id = d.internal_id ` +
-      `WHERE d.level = 2 AND t.tag = '00080060' AND (${matches.join(' OR ')}))`,
+      `WHERE d.level = 2 AND t.tag = '00080060' AND (${matches.map((m) => m.sql).join(' OR ')}))`,
   );
-  query.params.push(...modalities.map((m) => (hasWildcard(m) ? toGlob(m) : m)));
+  query.params.push(...matches.flatMap((m) => m.params));
 }
 
 interface Match {
@@ -96,33 +98,44 @@ interface Match {
 }
 
 function valueMatch(constraint: Constraint, insensitive: boolean): Match {
-  const column = insensitive ? 't.folded' : 't.value';
-  const items = constraint.value.split('\\');
-  const parts = items.map((item) => itemMatch(item, constraint.vr, column, insensitive));
+  const parts = constraint.value.split('\\').map((item) => itemMatch(item, constraint.vr, insensitive));
   return { sql: parts.map((p) => p.sql).join(' OR '), params: parts.flatMap((p) => p.params) };
 }
 
-function itemMatch(item: string, vr: string, column: string, insensitive: boolean): Match {
-  const value = insensitive ? fold(item) : item;
-  if (RANGE_VRS.has(vr) && value.includes('-')) {
-    const [low, high] = splitRange(value);
+/**
+ * One value of a constraint as SQL on a tag_index row. The only index on values is (tag, folded): a case-sensitive
+ * match also has a condition on `folded` that the exact one implies, so that the index finds the candidates (one
+ * index instead of two: every stored attribute costs one index entry less to write).
+ */
+function itemMatch(item: string, vr: string, insensitive: boolean): Match {
+  if (RANGE_VRS.has(vr) && item.includes('-')) {
+    // dates and times hold digits and signs, which folding leaves alone
+    const [low, high] = splitRange(fold(item));
     const sql: string[] = [];
     const params: string[] = [];
     if (low !== '') {
-      sql.push(`${column} >= ?`);
+      sql.push('t.folded >= ?');
       params.push(low);
     }
     if (high !== '') {
       // '~' sorts after every digit, so "12" as an upper bound includes "120500"
-      sql.push(`${column} <= ?`);
+      sql.push('t.folded <= ?');
       params.push(`${high}~`);
     }
     // a range never matches an empty value
-    sql.push(`${column} <> ''`);
+    sql.push("t.folded <> ''");
     return { sql: sql.join(' AND '), params };
   }
-  if (hasWildcard(value)) return { sql: `${column} GLOB ?`, params: [toGlob(value)] };
-  return { sql: `${column} = ?`, params: [value] };
+  if (hasWildcard(item)) {
+    if (insensitive) return { sql: 't.folded GLOB ?', params: [toGlob(fold(item))] };
+    // folding maps each character on its own, so a value starting with the literal prefix has a folded form starting
+    // with the folded prefix
+    const prefix = item.slice(0, item.search(/[*?]/));
+    if (prefix === '') return { sql: 't.value GLOB ?', params: [toGlob(item)] };
+    return { sql: 't.folded GLOB ? AND t.value GLOB ?', params: [`${toGlob(fold(prefix))}*`, toGlob(item)] };
+  }
+  if (insensitive) return { sql: 't.folded = ?', params: [fold(item)] };
+  return { sql: 't.folded = ? AND t.value = ?', params: [fold(item), item] };
 }
 
 /** Splits "a-b" at the dash that separates dates/times (DT values may hold a '-' timezone offset: split at the middle one). */

@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS tag_index (
   value TEXT NOT NULL,
   folded TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS tag_index_value ON tag_index(tag, value);
+-- values are found through 'folded' alone, case-sensitive matches included (see find-query.ts); an index on
+-- (tag, value) too would cost every stored attribute a second index entry
+DROP INDEX IF EXISTS tag_index_value;
 CREATE INDEX IF NOT EXISTS tag_index_folded ON tag_index(tag, folded);
 CREATE INDEX IF NOT EXISTS tag_index_resource ON tag_index(internal_id);
 
