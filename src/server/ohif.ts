@@ -91,14 +91,14 @@ export function rewriteIndexHtml(html: string, root: string): string {
 }
 
 /** One change to a served file: bytes [start, end) of the original replaced by `text`. */
-export interface FileEdit {
+interface FileEdit {
   start: number;
   end: number;
   text: Buffer;
 }
 
 /** Where a bundle sets webpack's chunk path to "/": each one moved to the viewer's root. */
-export function bundleEdits(content: Buffer, root: string): FileEdit[] {
+function bundleEdits(content: Buffer, root: string): FileEdit[] {
   const pattern = Buffer.from(WEBPACK_PUBLIC_PATH);
   const text = Buffer.from(`__webpack_require__.p = ${JSON.stringify(root)};`);
   const edits: FileEdit[] = [];
@@ -112,7 +112,7 @@ const SLASH = 0x2f;
 const QUOTES = new Set([0x22, 0x27]);
 
 /** Root-absolute url(/...) of a stylesheet (the fonts) moved to the viewer's root; url(//host/...) stays. */
-export function stylesheetEdits(content: Buffer, root: string): FileEdit[] {
+function stylesheetEdits(content: Buffer, root: string): FileEdit[] {
   const opener = Buffer.from('url(');
   const text = Buffer.from(root);
   const edits: FileEdit[] = [];
