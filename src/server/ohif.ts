@@ -21,6 +21,10 @@ const WEBPACK_PUBLIC_PATH = '__webpack_require__.p = "/";';
 /** Content-hashed file names (bundles, wasm) never change: let browsers keep them. */
 const HASHED_NAME = /(^|\.)[0-9a-f]{16,}\.(js|wasm|css)$/;
 
+function cacheControlOf(name: string): string {
+  return HASHED_NAME.test(name) ? 'public, max-age=31536000, immutable' : 'no-cache';
+}
+
 /** dist/ of the viewer: node_modules/.ohif-app (see install-ohif.sh), or a regular @ohif/app install. */
 export function findOhifDist(start: string = __dirname): string | undefined {
   for (let dir = start; ; dir = path.dirname(dir)) {
@@ -153,8 +157,8 @@ export function ohifRouter(config: GatewayConfig, root: string, dist: string | u
   const indexHtml = rewriteIndexHtml(fs.readFileSync(path.join(dist, 'index.html'), 'utf8'), root);
   const appConfig = appConfigScript(fs.readFileSync(path.join(dist, 'app-config.js'), 'utf8'), config, root);
   const rewritable = new Set(fs.readdirSync(dist).filter((name) => /\.(js|css)$/.test(name)));
-  // per script and stylesheet: its size and the edits it needs (none: served as it is by express.static)
-  const fileEdits = new Map<string, { size: number; list: FileEdit[] }>();
+  // per script and stylesheet: the edits it needs (none: served as it is by express.static) and its edited length
+  const fileEdits = new Map<string, { list: FileEdit[]; length: number }>();
 
   const sendIndex = (_req: Request, res: Response): void => sendText(res, 'text/html; charset=utf-8', indexHtml, 'no-cache');
 
@@ -175,14 +179,15 @@ export function ohifRouter(config: GatewayConfig, root: string, dist: string | u
     if (edits === undefined) {
       // read once to find the edits, then dropped: the 17 MB main bundle is not kept in memory
       const content = fs.readFileSync(file);
-      edits = { size: content.length, list: css ? stylesheetEdits(content, root) : bundleEdits(content, root) };
+      const list = css ? stylesheetEdits(content, root) : bundleEdits(content, root);
+      const length = list.reduce((total, edit) => total + edit.text.length - (edit.end - edit.start), content.length);
+      edits = { list, length };
       fileEdits.set(name, edits);
     }
     if (edits.list.length === 0) return next();
-    const length = edits.list.reduce((total, edit) => total + edit.text.length - (edit.end - edit.start), edits.size);
     res.setHeader('Content-Type', css ? 'text/css; charset=utf-8' : 'text/javascript; charset=utf-8');
-    res.setHeader('Cache-Control', HASHED_NAME.test(name) ? 'public, max-age=31536000, immutable' : 'no-cache');
-    res.setHeader('Content-Length', length);
+    res.setHeader('Cache-Control', cacheControlOf(name));
+    res.setHeader('Content-Length', edits.length);
     pipeline(Readable.from(editedFile(file, edits.list)), res).catch(next);
   });
 
@@ -191,7 +196,7 @@ export function ohifRouter(config: GatewayConfig, root: string, dist: string | u
       index: false,
       redirect: false,
       setHeaders: (res, file) => {
-        res.setHeader('Cache-Control', HASHED_NAME.test(path.basename(file)) ? 'public, max-age=31536000, immutable' : 'no-cache');
+        res.setHeader('Cache-Control', cacheControlOf(path.basename(file)));
       },
     }),
   );
