@@ -1,7 +1,8 @@
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import { readDataset } from '../../dicom/dataset-reader';
-import type { DicomDataset } from '../../dicom/dicom-file';
-import { scanDicom, withFileSource } from '../../dicom/element-scanner';
+import { readDataset, type DatasetRead } from '../../dicom/dataset-reader';
+import { DicomParseError, type DicomDataset } from '../../dicom/dicom-file';
+import { NeedMoreData, scanDicom, withFileSource } from '../../dicom/element-scanner';
 import { encodingOf } from '../../dicom/transfer-syntax';
 import { walkElements, type RawElement } from '../../dicom/raw-elements';
 import { readFileHead } from './storage-area';
@@ -27,4 +28,40 @@ export async function readStoredHeader(filePath: string): Promise<StoredHeader> 
   const raw = encoding.deflated ? undefined : walkElements(bytes, encoding, layout.datasetOffset);
   const { dataset, transferSyntax } = readDataset(bytes, { complete: true, stopAtPixelData: true });
   return { dataset, transferSyntax, hasPixelData: pixelData !== undefined, raw };
+}
+
+/** Enough to hold the header of nearly every file; a larger header is read whole. */
+export const HEADER_READ_BYTES = 1 << 20;
+
+export type HeaderRead = Pick<DatasetRead, 'transferSyntax' | 'dataset' | 'pixelData'>;
+
+/** Reads a data set up to Pixel Data; what is not DICOM (or is cut short) is a DicomParseError, answered 400. */
+export function readHeader(buffer: Buffer, complete: boolean): HeaderRead {
+  if (buffer.length < 132 || buffer.toString('latin1', 128, 132) !== 'DICM') throw new DicomParseError('Not a DICOM Part 10 file (no DICM prefix)');
+  try {
+    return readDataset(buffer, { complete, stopAtPixelData: true });
+  } catch (error) {
+    if (error instanceof NeedMoreData) throw error;
+    throw new DicomParseError(`Cannot parse the DICOM file: ${(error as Error).message}`);
+  }
+}
+
+export function readDatasetSync(filePath: string): DicomDataset | undefined {
+  // synchronous on purpose: only used for the rare attributes outside the index, inside synchronous SQL loops
+  const fd = fs.openSync(filePath, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    const head = Buffer.allocUnsafe(Math.min(size, HEADER_READ_BYTES));
+    fs.readSync(fd, head, 0, head.length, 0);
+    try {
+      return readHeader(head, head.length === size).dataset;
+    } catch (error) {
+      if (!(error instanceof NeedMoreData)) throw error;
+      return readHeader(fs.readFileSync(filePath), true).dataset;
+    }
+  } catch {
+    return undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
