@@ -5,7 +5,7 @@
  *
  * What is measured: requests, their latency and the bytes on their connection by route family (qido, wado,
  * rendered, stow, wado-uri, dicomweb-client, jobs, ohif, metrics, native) and status; our jobs by state; the
- * image work limiter; and the store's counts and sizes from the core's /statistics under Orthanc's own metric
+ * image work limiter; searches by the thread that ran them; and the store's counts and sizes from the core's /statistics under Orthanc's own metric
  * names (orthanc_count_instances, orthanc_disk_size_mb, ...), so that a dashboard made for Orthanc works here.
  */
 import { Router, type RequestHandler } from 'express';
@@ -94,6 +94,12 @@ export function gatewayMetrics(config: GatewayConfig, core: NativeCore, jobs: Jo
   const imageActive = new Gauge({ name: `${PREFIX}image_work_active`, help: 'Renderings and transcodings running', registers: [registry] });
   const imageWaiting = new Gauge({ name: `${PREFIX}image_work_waiting`, help: 'Renderings and transcodings waiting for a turn', registers: [registry] });
   const imageRefused = new Counter({ name: `${PREFIX}image_work_refused_total`, help: 'Image requests refused with 503 (queue full)', registers: [registry] });
+  const searches = new Counter({
+    name: `${PREFIX}searches_total`,
+    help: 'Searches of the embedded index, by the thread that ran them (main, or a search thread while the main thread was busy)',
+    labelNames: ['thread'],
+    registers: [registry],
+  });
   const store = STORE_GAUGES.map(([name, key, help, unit]) => ({ key, unit, gauge: new Gauge({ name, help, registers: [registry] }) }));
 
   const refresh = async (): Promise<void> => {
@@ -115,6 +121,12 @@ export function gatewayMetrics(config: GatewayConfig, core: NativeCore, jobs: Jo
     // the limiter counts; the counter shows its count
     imageRefused.reset();
     imageRefused.inc(work.refused);
+    if (core instanceof EmbeddedCore) {
+      const { mainThread, searchThreads } = core.searchThreads.counts;
+      searches.reset();
+      searches.inc({ thread: 'main' }, mainThread);
+      searches.inc({ thread: 'search' }, searchThreads);
+    }
     const statistics = await storeStatistics(core);
     for (const { key, unit, gauge } of store) {
       const value = Number(statistics?.[key]) / unit;

@@ -27,6 +27,7 @@ import { StorageArea, isOutOfSpace, readFileHead } from './storage-area';
 import { readPooledFiles } from './pooled-files';
 import { Md5Thread, smallDigest, type FileDigest } from './md5-thread';
 import { PatientRecycling, type DroppedFile } from './recycling';
+import { SearchThreads } from './search-threads';
 import { fold } from './find-query';
 import { DicomParseError, elementToString, type DicomDataset } from '../../dicom/dicom-file';
 import { VERSION } from '../../server/version';
@@ -57,11 +58,14 @@ export class EmbeddedCore implements NativeCore {
   /** The index's reading side, with the statement cache every statement of the core goes through. */
   readonly index: IndexReader;
   private readonly md5 = new Md5Thread();
+  /** Where searches run while the main thread is busy. */
+  readonly searchThreads: SearchThreads;
 
   constructor(private readonly config: GatewayConfig) {
     this.db = openIndex(config.indexDirectory);
     this.storage = new StorageArea(config.storageDirectory);
     this.index = new IndexReader(this.db, this.storage);
+    this.searchThreads = new SearchThreads({ indexDirectory: config.indexDirectory, storageDirectory: config.storageDirectory });
     this.recoverFromCrash();
     this.totalSize = (this.prepare('SELECT COALESCE(SUM(size), 0) AS s FROM attachments').get() as { s: number }).s;
     this.recycling = new PatientRecycling(this.db, config);
@@ -306,7 +310,7 @@ export class EmbeddedCore implements NativeCore {
   // ---------------------------------------------------------------- searching
 
   async find(request: FindRequest): Promise<Resource[]> {
-    return this.index.find(request);
+    return this.searchThreads.offload(request) ?? this.index.find(request);
   }
 
   async findIds(request: FindRequest): Promise<string[]> {
@@ -794,6 +798,7 @@ export class EmbeddedCore implements NativeCore {
   }
 
   async close(): Promise<void> {
+    await this.searchThreads.close();
     await this.md5.close();
     this.db.close();
   }

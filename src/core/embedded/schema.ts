@@ -124,6 +124,17 @@ export function openIndex(indexDirectory: string): Database.Database {
   return db;
 }
 
+/**
+ * The index of a running core, opened again by a search thread: reads only, with a smaller page cache (the threads
+ * read what the main connection keeps warm in the OS page cache, and each cache adds to the process's memory).
+ */
+export function openIndexForReading(indexDirectory: string): Database.Database {
+  const db = new Database(path.join(indexDirectory, 'index.sqlite'), { fileMustExist: true });
+  db.pragma('query_only = ON');
+  db.pragma('cache_size = -4096');
+  return db;
+}
+
 /** Version of the index layout, in SQLite's user_version: 0 = created before revisions (no `revision` columns). */
 export const SCHEMA_VERSION = 1;
 
