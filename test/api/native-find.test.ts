@@ -64,6 +64,15 @@ describe('native /tools/find and /tools/lookup of the embedded core', () => {
     expect((ours as string[]).length).toBeGreaterThan(0);
   });
 
+  it.each([
+    ['the series of a study', 'Series'],
+    ['the instances of a study', 'Instance'],
+  ])('finds %s by the UID above them as Orthanc does', async (_name, level) => {
+    const [ours, theirs] = await both({ Level: level, Query: { StudyInstanceUID: studyUids[0] } });
+    expect(sorted(ours)).toEqual(sorted(theirs));
+    expect(ours).toHaveLength(2);
+  });
+
   it('matches a case-sensitive wildcard whose ? stands for a character that upper-cases to two (ß)', async () => {
     const found = (await request(gateway.app).post('/tools/find').send({ Level: 'Patient', Query: { PatientName: 'Stra?e^*' }, CaseSensitive: true })).body;
     expect(found).toHaveLength(1);
@@ -179,6 +188,35 @@ describe('an index written with a (tag, value) index of its own', () => {
     } finally {
       await second?.close();
       await first.close().catch(() => undefined);
+    }
+  });
+});
+
+describe('the status of a series in /tools/find answers', () => {
+  let gateway: TestGateway;
+  beforeAll(async () => {
+    gateway = await startTestGateway('embedded');
+  });
+  afterAll(async () => {
+    await gateway.close();
+  });
+
+  it('gives a series its status from the count of its instances, with or without NumberOfSeriesRelatedInstances asked', async () => {
+    const study = newUid();
+    const series = newUid();
+    // ImagesInAcquisition 2: Orthanc's expected number of instances
+    for (let i = 1; i <= 2; i++) {
+      const file = makeInstance({ PatientID: 'F6', StudyInstanceUID: study, SeriesInstanceUID: series, InstanceNumber: i, extraElements: { '00201002': { vr: 'IS', Value: [2] } } });
+      expect((await request(gateway.app).post('/instances').send(file)).status).toBe(200);
+    }
+    for (const requested of [['NumberOfSeriesRelatedInstances'], []]) {
+      const found = await request(gateway.app)
+        .post('/tools/find')
+        .send({ Level: 'Series', Query: { SeriesInstanceUID: series }, Expand: true, ResponseContent: ['MainDicomTags'], RequestedTags: requested });
+      expect(found.status).toBe(200);
+      expect(found.body).toHaveLength(1);
+      expect(found.body[0]).toMatchObject({ ExpectedNumberOfInstances: 2, Status: 'Complete' });
+      if (requested.length > 0) expect(found.body[0].RequestedTags).toEqual({ NumberOfSeriesRelatedInstances: '2' });
     }
   });
 });

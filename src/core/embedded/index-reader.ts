@@ -73,6 +73,9 @@ interface AnswerColumns {
   batch(rows: ResourceRow[]): FindBatch;
 }
 
+/** NumberOfSeriesRelatedInstances. */
+const SERIES_INSTANCES = '00201209';
+
 /** Computed attributes: [level of the resource, column of its descendants, level counted, tag of the values listed]. */
 const COMPUTED_TAGS: ReadonlyMap<string, readonly [ResourceLevel, string, ResourceLevel, string?]> = new Map([
   ['00201200', ['Patient', 'patient_id', 'Study']],
@@ -80,7 +83,7 @@ const COMPUTED_TAGS: ReadonlyMap<string, readonly [ResourceLevel, string, Resour
   ['00201204', ['Patient', 'patient_id', 'Instance']],
   ['00201206', ['Study', 'study_id', 'Series']],
   ['00201208', ['Study', 'study_id', 'Instance']],
-  ['00201209', ['Series', 'series_id', 'Instance']],
+  [SERIES_INSTANCES, ['Series', 'series_id', 'Instance']],
   ['00080061', ['Study', 'study_id', 'Series', '00080060']],
   ['00080062', ['Study', 'study_id', 'Instance', '00080016']],
 ] as const);
@@ -315,7 +318,9 @@ export class IndexReader {
       select.push(`a${code}.public_id AS a${code}_public_id, a${code}.tags AS a${code}_tags`);
     }
     const childCounts = level === 'Series' && !wants('Children');
-    if (childCounts) select.push('(SELECT COUNT(*) FROM resources c WHERE c.parent_id = r.internal_id) AS child_count');
+    // a series' children are its instances: NumberOfSeriesRelatedInstances, when asked, is that count already
+    const childCountColumn = computedTags.includes(SERIES_INSTANCES) ? `c${SERIES_INSTANCES}` : 'child_count';
+    if (childCounts && childCountColumn === 'child_count') select.push('(SELECT COUNT(*) FROM resources c WHERE c.parent_id = r.internal_id) AS child_count');
     const instances = level === 'Instance';
     if (instances) {
       joins.push(` LEFT JOIN attachments f ON f.internal_id = r.internal_id AND f.file_type = ${DICOM_ATTACHMENT}`);
@@ -344,7 +349,7 @@ export class IndexReader {
             const value = row[`c${tag}`];
             values.set(row.internal_id, typeof value === 'string' ? (JSON.parse(value) as string[]).join('\\') : String(value));
           }
-          batch.childCounts?.set(row.internal_id, row.child_count as number);
+          batch.childCounts?.set(row.internal_id, row[childCountColumn] as number);
           if (row.file_uuid !== null && row.file_uuid !== undefined) {
             batch.attachments?.set(row.internal_id, { uuid: row.file_uuid as string, size: row.file_size as number, md5: row.file_md5 as string });
           }
