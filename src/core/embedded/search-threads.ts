@@ -7,7 +7,8 @@
  * see every committed write and never wait for the writer). A lone search runs on the main thread, because handing
  * it over and back costs more than it saves (~0.3 ms of latency measured).
  *
- * "Busy" is read from the event loop: the main thread did not wait for I/O at all since the previous search.
+ * "Busy" is read from the event loop (the main thread did not wait for I/O at all since the previous search), and
+ * stays so while searches wait on the threads.
  * Threads start on the first busy search and end after a while without work, so an idle gateway keeps its memory.
  * The thread script is the built search-thread.js: run from the TypeScript sources (ts-jest) there is none, and
  * every search runs on the main thread.
