@@ -1,7 +1,7 @@
 /**
  * The systems under test, each a separate process on a loopback port with fresh storage:
  *  - plugin:   a real Orthanc + its DICOMweb plugin (test/helpers/orthanc-process.ts)
- *  - embedded: `node dist/src/server/cli.js <config>` on the embedded core
+ *  - embedded: `bin/dicomweb-gateway <config>` on the embedded core
  *  - remote:   the same gateway with "Core": {"Url": ...} in front of a plain real Orthanc
  * Peak RSS is read from /proc/<pid>/status (bench/rss.ts). Every child is killed on exit, also on error.
  */
@@ -38,6 +38,8 @@ export interface Live {
   agent: Agent;
 }
 
+/** The gateway's command (bin/dicomweb-gateway: the built cli.js with the memory setting the project ships). */
+const GATEWAY_COMMAND = join(__dirname, '..', '..', 'bin', 'dicomweb-gateway');
 const GATEWAY_CLI = join(__dirname, '..', 'src', 'server', 'cli.js');
 const STARTUP_TIMEOUT_MS = 30_000;
 const LOG_KEEP_CHARS = 16_000;
@@ -157,7 +159,7 @@ async function startGateway(name: SystemName, logLevel: string, extraConfig: Rec
   };
   const configPath = join(dir, 'config.json');
   writeFileSync(configPath, JSON.stringify(config, null, 2));
-  const child = spawn(process.execPath, [GATEWAY_CLI, configPath], {
+  const child = spawn(GATEWAY_COMMAND, [configPath], {
     cwd: dir,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, LOG_LEVEL: logLevel },

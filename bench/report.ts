@@ -145,7 +145,7 @@ export function toMarkdown(report: BenchReport): string {
       ? []
       : ['* Scaled down from the issue\'s sizes (CT 500 slices, 5000 studies, 100 frames); `BENCH_SCALE=full npm run bench` (the default) runs them.']),
     `* ${report.settings.runs} runs per operation, systems alternated, median shown; ¹ = measured once (cold call, load test, STOW, RSS); (n=k) = fewer runs because an operation stops repeating after ${report.settings.opSeconds} s × systems.`,
-    `* Gateways run as \`node dist/src/server/cli.js\` child processes, LOG_LEVEL=${report.settings.gatewayLogLevel}; every system on 127.0.0.1 with fresh storage.`,
+    `* Gateways run as \`bin/dicomweb-gateway\` child processes (the built \`cli.js\`, glibc's mmap threshold fixed at 128 KiB), LOG_LEVEL=${report.settings.gatewayLogLevel}; every system on 127.0.0.1 with fresh storage.`,
     `* Ratios are gateway ÷ plugin; ↓ lower is better, ↑ higher is better. Total bench time ${format(report.totalSeconds)} s.`,
     '',
     '| operation | unit | plugin | gateway-embedded | gateway-over-orthanc | embedded ÷ plugin | over-orthanc ÷ plugin | goal | met |',

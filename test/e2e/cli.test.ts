@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,6 +31,16 @@ describe('the dicomweb-gateway command', () => {
     const line = ss.split('\n').find((l) => l.includes(`:${gateway.port} `));
     expect(line).toBeDefined();
     expect(line).toContain(`127.0.0.1:${gateway.port}`);
+  });
+
+  it('runs as node itself (the launcher execs it), with glibc told to give large freed blocks back', async () => {
+    const gateway = await startGatewayProcess({});
+    running.push(gateway);
+    const pid = gateway.child.pid ?? 0;
+    // the process started is the one serving: signals and memory readings reach the gateway, not a wrapper
+    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[1]).toMatch(/dist\/src\/server\/cli\.js$/);
+    expect(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')).toContain('MALLOC_MMAP_THRESHOLD_=131072');
+    expect((await fetch(`${gateway.url}/system`)).status).toBe(200);
   });
 
   it('refuses to start on a bad value, naming the key and the file', () => {

@@ -6,6 +6,8 @@ import { freePort } from './orthanc-process';
 
 const ROOT = join(__dirname, '..', '..');
 const CLI = join(ROOT, 'dist', 'src', 'server', 'cli.js');
+/** The command users run (package.json "bin"): the built CLI with the project's memory setting. */
+const COMMAND = join(ROOT, 'bin', 'dicomweb-gateway');
 
 function newestSource(dir: string): number {
   let newest = 0;
@@ -33,14 +35,14 @@ export interface GatewayProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Runs `dicomweb-gateway <config>` as a real process on a free loopback port; resolves when /system answers. */
+/** Runs `dicomweb-gateway <config>` (bin/dicomweb-gateway) as a real process on a free loopback port; resolves when /system answers. */
 export async function startGatewayProcess(config: Record<string, unknown>, dir = mkdtempSync(join(tmpdir(), 'gateway-e2e-'))): Promise<GatewayProcess> {
   ensureBuilt();
   const port = (config.HttpPort as number | undefined) ?? (await freePort());
   const file = join(dir, 'config.json');
   // DicomServerEnabled off unless asked: parallel gateways would all claim the default DicomPort 4242
   writeFileSync(file, JSON.stringify({ StorageDirectory: join(dir, 'storage'), HttpPort: port, DicomServerEnabled: false, ...config }));
-  const child = spawn(process.execPath, [CLI, file], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'warn' } });
+  const child = spawn(COMMAND, [file], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'warn' } });
   let log = '';
   child.stdout?.on('data', (c: Buffer) => (log += c.toString()));
   child.stderr?.on('data', (c: Buffer) => (log += c.toString()));
@@ -80,7 +82,7 @@ export function runGatewayExpectingFailure(config: string, dir: string): { statu
   const file = join(dir, 'bad.json');
   writeFileSync(file, config);
   try {
-    execFileSync(process.execPath, [CLI, file], { cwd: dir, stdio: 'pipe', timeout: 15_000 });
+    execFileSync(COMMAND, [file], { cwd: dir, stdio: 'pipe', timeout: 15_000 });
     return { status: 0, output: '' };
   } catch (error) {
     const e = error as { status: number | null; stdout?: Buffer; stderr?: Buffer };

@@ -5,7 +5,7 @@
  * credentials instead of the client's. The core's credentials never travel back: a core 401/403 becomes our
  * 502 (without WWW-Authenticate), and a core that is down or slow answers 503/504 in Orthanc's JSON error format.
  */
-import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpAgent, type ClientRequest } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Socket } from 'node:net';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
@@ -29,6 +29,18 @@ const DROPPED_RESPONSE_HEADERS = ['www-authenticate', 'keep-alive'];
 
 const timedOut = new WeakSet<Request>();
 
+/** Methods without a body and without effects: sent again as they are. */
+const REPEATABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * A request that failed because the core closed a kept-alive connection just as it was reused (the race Node's
+ * documentation describes for `request.reusedSocket`): nothing reached the core, so a repeatable one is sent once more.
+ */
+function lostToAClosedConnection(error: Error, sent: ClientRequest | undefined, req: Request): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return sent?.reusedSocket === true && (code === 'ECONNRESET' || code === 'EPIPE') && REPEATABLE_METHODS.has(req.method);
+}
+
 /** The proxy middleware, and `close` to release its idle connections to the core. */
 export type NativeProxy = RequestHandler & { close(): void };
 
@@ -37,6 +49,9 @@ export function nativeProxy(options: NativeProxyOptions): NativeProxy {
   const secure = target.origin.startsWith('https:');
   const agent = secure ? new HttpsAgent({ keepAlive: true, rejectUnauthorized: options.verifyPeers ?? true }) : new HttpAgent({ keepAlive: true });
   const owned = options.ownedPrefixes.map((p) => p.replace(/\/+$/, '')).filter((p) => p !== '');
+  // per client request: what was sent to the core, and how to send it again (once)
+  const sentRequests = new WeakMap<Request, ClientRequest>();
+  const resend = new WeakMap<Request, () => void>();
 
   const proxy = createProxyMiddleware<Request, Response>({
     target: `${target.origin}${target.basePath}`,
@@ -46,6 +61,7 @@ export function nativeProxy(options: NativeProxyOptions): NativeProxy {
     pathFilter: (path) => !owned.some((prefix) => path === prefix || path.startsWith(`${prefix}/`)),
     on: {
       proxyReq: (proxyReq, req) => {
+        sentRequests.set(req, proxyReq);
         if (options.timeoutSeconds > 0) {
           proxyReq.setTimeout(options.timeoutSeconds * 1000, () => {
             timedOut.add(req);
@@ -74,6 +90,12 @@ export function nativeProxy(options: NativeProxyOptions): NativeProxy {
           res.destroy();
           return;
         }
+        const again = resend.get(req);
+        if (again && !late && lostToAClosedConnection(error, sentRequests.get(req), req)) {
+          resend.delete(req);
+          again();
+          return;
+        }
         const status = late ? 504 : 503;
         const message = late ? 'The core did not answer in time' : CORE_UNREACHABLE;
         logger.warn({ core: target.display, code, method: req.method, path: req.path }, message);
@@ -89,6 +111,8 @@ export function nativeProxy(options: NativeProxyOptions): NativeProxy {
     // Node already answered "100 Continue" to the client; forwarding Expect would also stop
     // http-proxy from emitting 'proxyReq' (where the timeout is set)
     delete req.headers.expect;
+    // the request's body is empty and already read: piped again, it ends the new request at once
+    resend.set(req, () => void proxy(req, res, next));
     void proxy(req, res, next);
   };
   return Object.assign(handler, { close: () => agent.destroy() });
