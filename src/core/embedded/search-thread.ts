@@ -3,6 +3,7 @@
  * one answer per search asked, with the core's error status when the search is refused.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { getDefaultEncoding, setDefaultEncoding } from '../../dicom/charset';
 import { CoreError } from '../native-model';
 import { IndexReader } from './index-reader';
 import { openIndexForReading } from './schema';
@@ -12,7 +13,8 @@ import type { SearchAsked, SearchAnswered, SearchThreadData } from './search-thr
 const { indexDirectory, storageDirectory } = workerData as SearchThreadData;
 const reader = new IndexReader(openIndexForReading(indexDirectory), new StorageArea(storageDirectory));
 
-parentPort?.on('message', ({ id, request }: SearchAsked) => {
+parentPort?.on('message', ({ id, request, defaultEncoding }: SearchAsked) => {
+  if (defaultEncoding !== getDefaultEncoding()) setDefaultEncoding(defaultEncoding);
   let answer: SearchAnswered;
   try {
     answer = { id, resources: reader.find(request) };

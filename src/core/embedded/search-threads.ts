@@ -18,6 +18,7 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
+import { getDefaultEncoding } from '../../dicom/charset';
 import { CoreError, type FindRequest, type Resource } from '../native-model';
 
 /** What a search thread is started with. */
@@ -30,6 +31,8 @@ export interface SearchThreadData {
 export interface SearchAsked {
   id: number;
   request: FindRequest;
+  /** The process-wide DefaultEncoding (it can change at run time): for values read from files without a charset. */
+  defaultEncoding: string;
 }
 
 export type SearchAnswered =
@@ -77,7 +80,7 @@ class SearchThread {
     clearTimeout(this.idleTimer);
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      this.worker.postMessage({ id, request } satisfies SearchAsked);
+      this.worker.postMessage({ id, request, defaultEncoding: getDefaultEncoding() } satisfies SearchAsked);
     });
   }
 
