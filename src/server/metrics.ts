@@ -5,8 +5,9 @@
  *
  * What is measured: requests, their latency and the bytes on their connection by route family (qido, wado,
  * rendered, stow, wado-uri, dicomweb-client, jobs, ohif, metrics, native) and status; our jobs by state; the
- * image work limiter; searches by the thread that ran them; and the store's counts and sizes from the core's /statistics under Orthanc's own metric
- * names (orthanc_count_instances, orthanc_disk_size_mb, ...), so that a dashboard made for Orthanc works here.
+ * image work limiter; searches of the embedded index by the thread that ran them; and the store's counts and sizes
+ * from the core's /statistics under Orthanc's own metric names (orthanc_count_instances, orthanc_disk_size_mb, ...),
+ * so that a dashboard made for Orthanc works here.
  */
 import { Router, type RequestHandler } from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';

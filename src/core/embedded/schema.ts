@@ -109,9 +109,13 @@ INSERT INTO recycling_order (patient_id)
   WHERE level = 0 AND internal_id NOT IN (SELECT patient_id FROM recycling_order)
   ORDER BY last_update, internal_id`;
 
+function indexFile(indexDirectory: string): string {
+  return path.join(indexDirectory, 'index.sqlite');
+}
+
 export function openIndex(indexDirectory: string): Database.Database {
   fs.mkdirSync(indexDirectory, { recursive: true });
-  const db = new Database(path.join(indexDirectory, 'index.sqlite'));
+  const db = new Database(indexFile(indexDirectory));
   db.pragma('journal_mode = WAL');
   // NORMAL is durable across process crashes in WAL mode (only an OS crash can lose the last commits)
   db.pragma('synchronous = NORMAL');
@@ -129,7 +133,7 @@ export function openIndex(indexDirectory: string): Database.Database {
  * read what the main connection keeps warm in the OS page cache, and each cache adds to the process's memory).
  */
 export function openIndexForReading(indexDirectory: string): Database.Database {
-  const db = new Database(path.join(indexDirectory, 'index.sqlite'), { fileMustExist: true });
+  const db = new Database(indexFile(indexDirectory), { fileMustExist: true });
   db.pragma('query_only = ON');
   db.pragma('cache_size = -4096');
   return db;
