@@ -165,7 +165,9 @@ describe.each(CORE_KINDS)('request body limits, %s core', (kind) => {
     const form = await request(gateway.app).post('/dicom-web/studies').type('multipart/form-data; boundary=f').send(formDataBody('f', [small(5), small(6), small(7)]));
     expect(form.status).toBe(413);
     expect(form.body).toMatchObject({ HttpStatus: 413, Message: 'Too many parts in the STOW-RS request' });
-    for (const id of (await request(gateway.app).get('/instances')).body as string[]) await request(gateway.app).delete(`/instances/${id}`);
+    for (const id of (await request(gateway.app).get('/instances')).body as string[]) {
+      expect((await request(gateway.app).delete(`/instances/${id}`)).status).toBe(200);
+    }
     const two = await request(gateway.app).post('/dicom-web/studies').type(related('q')).send(multipartBody('q', [small(8), small(9)]));
     expect(two.status).toBe(200);
     expect(await instanceCount()).toBe(2);

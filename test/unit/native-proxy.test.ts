@@ -1,7 +1,8 @@
 /**
  * The native proxy (src/core/remote/native-proxy.ts) against a made-up core that drops a kept-alive connection
- * when it is reused, as a core closing idle connections does when the close crosses the next request: a repeatable
- * request is sent again on a new connection, one with a body is not (the core may have acted on it).
+ * when it is reused, as a core closing idle connections does when the close crosses the next request: an idempotent
+ * request without a body is sent again on a new connection; one with a body is not (its body was read already,
+ * and a POST may have been acted on).
  */
 import express from 'express';
 import net from 'node:net';
@@ -74,6 +75,20 @@ describe('native proxy: a kept-alive connection the core drops when it is reused
     expect(second.status).toBe(200);
     expect(second.text).toBe('ok');
     expect(core.connections).toBe(2);
+  });
+
+  it('sends a DELETE again on a new connection', async () => {
+    expect((await request(app).get('/system')).status).toBe(200);
+    const removed = await request(app).delete('/instances/1234');
+    expect(removed.status).toBe(200);
+    expect(core.connections).toBe(2);
+  });
+
+  it('answers 503 to a PUT with a body rather than sending it without its body', async () => {
+    expect((await request(app).get('/system')).status).toBe(200);
+    const put = await request(app).put('/instances/1234/metadata/1024').send('value');
+    expect(put.status).toBe(503);
+    expect(core.connections).toBe(1);
   });
 
   it('answers 503 to a POST rather than sending it twice', async () => {

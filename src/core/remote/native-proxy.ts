@@ -29,16 +29,21 @@ const DROPPED_RESPONSE_HEADERS = ['www-authenticate', 'keep-alive'];
 
 const timedOut = new WeakSet<Request>();
 
-/** Methods without a body and without effects: sent again as they are. */
-const REPEATABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** Idempotent methods (RFC 9110 §9.2.2): sending one twice has the effect of sending it once. */
+const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'PUT']);
+
+/** The request carries no body: once read, it can still be sent again as it was. */
+function hasNoBody(req: Request): boolean {
+  return req.headers['transfer-encoding'] === undefined && (req.headers['content-length'] ?? '0') === '0';
+}
 
 /**
  * A request that failed because the core closed a kept-alive connection just as it was reused (the race Node's
- * documentation describes for `request.reusedSocket`): nothing reached the core, so a repeatable one is sent once more.
+ * documentation describes for `request.reusedSocket`): an idempotent one without a body is sent once more.
  */
 function lostToAClosedConnection(error: Error, sent: ClientRequest | undefined, req: Request): boolean {
   const code = (error as NodeJS.ErrnoException).code;
-  return sent?.reusedSocket === true && (code === 'ECONNRESET' || code === 'EPIPE') && REPEATABLE_METHODS.has(req.method);
+  return sent?.reusedSocket === true && (code === 'ECONNRESET' || code === 'EPIPE') && IDEMPOTENT_METHODS.has(req.method) && hasNoBody(req);
 }
 
 /** The proxy middleware, and `close` to release its idle connections to the core. */
